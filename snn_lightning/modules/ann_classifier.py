@@ -1,0 +1,53 @@
+"""LightningModule that trains an ANN ResNet, e.g. the teacher for knowledge distillation."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor
+
+from snn_lightning.models import ANN_ARCHITECTURES
+from snn_lightning.modules.base import ClassifierModule
+
+__all__ = ["ANNClassifier"]
+
+
+class ANNClassifier(ClassifierModule):
+    """Plain (non-spiking) ResNet classifier with cross-entropy on logits ``[B, classes]``."""
+
+    def __init__(
+        self,
+        arch: Literal["resnet18", "resnet34"] = "resnet34",
+        num_classes: int = 10,
+        in_channels: int = 3,
+        stem: Literal["cifar", "imagenet"] = "cifar",
+        label_smoothing: float = 0.0,
+        optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        """
+        Args:
+            arch: ANN backbone (``snn_lightning.models.ANN_ARCHITECTURES``).
+            num_classes: number of classes; the CLI links it from ``data.num_classes``.
+            in_channels: input channels; the CLI links it from ``data.in_channels``.
+            stem: ``cifar`` (3x3 conv, no max-pool, for 32x32 inputs) or ``imagenet`` (7x7/2 conv + max-pool).
+            label_smoothing: label smoothing of the cross-entropy.
+            optimizer: optimizer factory; null means SGD(lr=0.1, momentum=0.9, weight_decay=5e-4).
+            lr_scheduler: scheduler factory; null means cosine annealing over ``trainer.max_epochs``.
+        """
+        super().__init__(num_classes, optimizer, lr_scheduler)
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.network = ANN_ARCHITECTURES[arch](num_classes=num_classes, in_channels=in_channels, stem=stem)
+        self.label_smoothing = label_smoothing
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Return logits ``[B, classes]`` for images ``[B, C, H, W]``."""
+        return self.network(images)
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return F.cross_entropy(outputs, targets, label_smoothing=self.label_smoothing)
+
+    def class_logits(self, outputs: Tensor) -> Tensor:
+        return outputs

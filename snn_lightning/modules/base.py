@@ -1,0 +1,91 @@
+"""Shared training logic of the classifiers: loss hook, accuracy metrics, optimizer and schedule."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy
+
+__all__ = ["ClassifierModule"]
+
+STAGES = ("train", "val", "test")
+
+
+class ClassifierModule(L.LightningModule):
+    """Base LightningModule: subclasses define ``forward``, ``loss`` and ``class_logits``.
+
+    Logs ``{stage}/loss``, ``{stage}/acc`` (top-1) and ``{stage}/acc_top5`` (when there are more
+    than 5 classes) for the train, val and test stages, accumulated with torchmetrics.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        optimizer: OptimizerCallable | None,
+        lr_scheduler: LRSchedulerCallable | None,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self.top1 = torch.nn.ModuleDict(
+            {stage: MulticlassAccuracy(num_classes, top_k=1, average="micro") for stage in STAGES}
+        )
+        self.top5 = torch.nn.ModuleDict(
+            {stage: MulticlassAccuracy(num_classes, top_k=5, average="micro") for stage in STAGES}
+            if num_classes > 5
+            else {}
+        )
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """Return the training loss of the network outputs for the targets."""
+        raise NotImplementedError
+
+    def class_logits(self, outputs: Tensor) -> Tensor:
+        """Return the ``[B, classes]`` logits a prediction is made from."""
+        raise NotImplementedError
+
+    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        images, targets = batch
+        outputs = self(images)
+        loss = self.loss(outputs, targets)
+        logits = self.class_logits(outputs).detach()
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(targets))
+        self.top1[stage](logits, targets)
+        self.log(f"{stage}/acc", self.top1[stage], on_step=False, on_epoch=True, prog_bar=True)
+        if stage in self.top5:
+            self.top5[stage](logits, targets)
+            self.log(f"{stage}/acc_top5", self.top5[stage], on_step=False, on_epoch=True)
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "test")
+
+    def predict_step(self, batch: tuple[Tensor, Tensor] | Tensor, batch_idx: int) -> dict[str, Tensor]:
+        """Return the predicted class and class probabilities of each sample."""
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        probabilities = self.class_logits(self(images)).softmax(-1)
+        return {"prediction": probabilities.argmax(-1), "probabilities": probabilities}
+
+    def configure_optimizers(self):
+        """SGD (lr 0.1, momentum 0.9, weight decay 5e-4) and cosine over ``max_epochs`` unless configured."""
+        if self.optimizer_factory is None:
+            optimizer = torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+        else:
+            optimizer = self.optimizer_factory(self.parameters())
+        if self.lr_scheduler_factory is not None:
+            scheduler = self.lr_scheduler_factory(optimizer)
+        elif self.trainer.max_epochs and self.trainer.max_epochs > 0:
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.trainer.max_epochs)
+        else:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,80 @@
+"""LightningModule that trains a spiking network on logits ``[T, B, classes]``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+
+from snn_lightning.distill.losses import mean_ce, per_step_ce
+from snn_lightning.errors import ConfigurationError
+from snn_lightning.models import SPIKING_ARCHITECTURES
+from snn_lightning.modules.base import ClassifierModule
+
+__all__ = ["SNNClassifier"]
+
+LOSSES = {"mean_ce": mean_ce, "per_step_ce": per_step_ce}
+
+
+class SNNClassifier(ClassifierModule):
+    """Spiking ResNet classifier; prediction = argmax of the logits averaged over time steps."""
+
+    def __init__(
+        self,
+        arch: Literal["resnet_mini", "resnet19", "resnet20", "resnet18", "resnet34"] = "resnet19",
+        num_classes: int = 10,
+        in_channels: int = 3,
+        time_steps: int = 4,
+        width_multiplier: float = 1.0,
+        neuron: nn.Module | None = None,
+        loss: Literal["mean_ce", "per_step_ce"] = "mean_ce",
+        label_smoothing: float = 0.0,
+        optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        """
+        Args:
+            arch: spiking backbone (``snn_lightning.models.SPIKING_ARCHITECTURES``).
+            num_classes: number of classes; the CLI links it from ``data.num_classes``.
+            in_channels: input channels; the CLI links it from ``data.in_channels``.
+            time_steps: simulation steps T; may be changed for evaluation (``--model.time_steps 2``).
+            width_multiplier: scales every layer's channel count.
+            neuron: neuron template copied into every spiking layer; null means ``LIF(tau=2.0)``.
+            loss: ``mean_ce`` (CE of the time-mean logits) or ``per_step_ce`` (mean of every step's CE, TET).
+            label_smoothing: label smoothing of the cross-entropy (0.1 in the paper recipes).
+            optimizer: optimizer factory; null means SGD(lr=0.1, momentum=0.9, weight_decay=5e-4).
+            lr_scheduler: scheduler factory; null means cosine annealing over ``trainer.max_epochs``.
+        """
+        super().__init__(num_classes, optimizer, lr_scheduler)
+        if time_steps < 1:
+            raise ConfigurationError(f"model.time_steps must be >= 1, got {time_steps}; set e.g. --model.time_steps 4")
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.network = SPIKING_ARCHITECTURES[arch](
+            num_classes=num_classes,
+            in_channels=in_channels,
+            time_steps=time_steps,
+            width_multiplier=width_multiplier,
+            neuron=neuron,
+        )
+        self.loss_fn = LOSSES[loss]
+        self.label_smoothing = label_smoothing
+
+    @property
+    def time_steps(self) -> int:
+        """Number of simulation steps the network runs for."""
+        return self.network.time_steps
+
+    @time_steps.setter
+    def time_steps(self, value: int) -> None:
+        self.network.time_steps = value
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Return logits ``[T, B, classes]`` for images ``[B, C, H, W]`` or frames ``[T, B, C, H, W]``."""
+        return self.network(images)
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return self.loss_fn(outputs, targets, self.label_smoothing)
+
+    def class_logits(self, outputs: Tensor) -> Tensor:
+        return outputs.mean(0)
