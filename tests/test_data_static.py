@@ -26,8 +26,8 @@ def write_cifar(root: Path, dataset: str, per_file: int) -> dict[str, np.ndarray
     """Write CIFAR batches in the official pickle format; each image has one constant value per channel."""
     rng = np.random.default_rng(0)
     if dataset == "cifar10":
-        folder, files, label_key, classes = "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "labels", 10
-        files.append("test_batch")
+        folder, label_key, classes = "cifar-10-batches-py", "labels", 10
+        files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
         meta = ("batches.meta", {"label_names": [f"class{i}" for i in range(10)], "num_cases_per_batch": per_file})
     else:
         folder, files, label_key, classes = "cifar-100-python", ["train", "test"], "fine_labels", 100
@@ -38,7 +38,8 @@ def write_cifar(root: Path, dataset: str, per_file: int) -> dict[str, np.ndarray
         colour = rng.integers(0, 256, size=(per_file, 3), dtype=np.uint8)
         planes = np.repeat(colour, 1024, axis=1)  # R plane, G plane, B plane, 1024 values each
         labels = [int(i % classes) for i in range(per_file)]
-        batch = {"batch_label": name, label_key: labels, "data": planes, "filenames": [f"{i}.png" for i in range(per_file)]}
+        filenames = [f"{i}.png" for i in range(per_file)]
+        batch = {"batch_label": name, label_key: labels, "data": planes, "filenames": filenames}
         if dataset == "cifar100":
             batch["coarse_labels"] = [label // 5 for label in labels]
         with open(root / folder / name, "wb") as file:
@@ -136,7 +137,7 @@ def test_val_fraction_zero_validates_on_the_test_split() -> None:
 
 def test_validation_images_are_not_augmented() -> None:
     data = StaticImageDataModule(augment=True, cutout=4, val_fraction=0.2)
-    data.setup("fit")
+    data.setup()
     torch.manual_seed(0)
     assert torch.equal(data.val_set[0][0], data.val_set[0][0])
     assert torch.equal(data.test_set[5][0], data.test_set[5][0])
@@ -162,7 +163,7 @@ def test_properties_need_no_data(tmp_path: Path, dataset: str, classes: int, cha
         ({"batch_size": 0}, "data.batch_size is 0"),
         ({"val_fraction": 1.0}, "data.val_fraction is 1.0"),
         ({"cutout": -1}, "data.cutout is -1"),
-        ({"auto_augment": True}, "set data.auto_augment: false for digits"),
+        ({"auto_augment": True}, "set data.init_args.auto_augment: false for digits"),
         ({"dataset": "mnist"}, "data.dataset is 'mnist'"),
     ],
 )
@@ -208,7 +209,7 @@ def test_trainer_runs_on_digits(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- CIFAR
 
 
-@pytest.mark.parametrize(("dataset", "per_file"), [("cifar10", 4), ("cifar100", 200)])
+@pytest.mark.parametrize(("dataset", "per_file"), [("cifar10", 8), ("cifar100", 200)])
 def test_cifar_loads_the_official_format(tmp_path: Path, dataset: str, per_file: int) -> None:
     colours = write_cifar(tmp_path, dataset, per_file)
     data = StaticImageDataModule(dataset=dataset, root=str(tmp_path), batch_size=8, val_fraction=0.5, cutout=8)
@@ -243,7 +244,7 @@ def test_missing_cifar_names_the_path_and_the_fix(tmp_path: Path, dataset: str, 
         data.setup("fit")
     message = str(error.value)
     assert str(tmp_path / folder) in message
-    assert f"set data.download: true, or place {folder}/" in message and f"under {tmp_path}" in message
+    assert f"set data.init_args.download: true, or place {folder}/" in message and f"under {tmp_path}" in message
 
 
 def test_failed_download_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

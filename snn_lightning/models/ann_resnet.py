@@ -16,6 +16,7 @@ from snn_lightning.errors import ConfigurationError
 
 __all__ = [
     "ANN_ARCHITECTURES",
+    "ANNArchitecture",
     "ANNResNet",
     "BasicBlock",
     "ann_resnet18",
@@ -150,3 +151,6 @@ ANN_ARCHITECTURES: dict[str, Callable[..., ANNResNet]] = {
     "resnet18": ann_resnet18,
     "resnet34": ann_resnet34,
 }
+
+# The names above as a type, so configs and `--help` list the valid choices.
+ANNArchitecture = Literal[tuple(ANN_ARCHITECTURES)]  # type: ignore[valid-type]

@@ -22,6 +22,7 @@ from snn_lightning.neurons import LIF
 
 __all__ = [
     "SPIKING_ARCHITECTURES",
+    "SpikingArchitecture",
     "SpikingBasicBlock",
     "conv_bn_neuron",
     "spiking_downsample",
@@ -357,3 +358,6 @@ SPIKING_ARCHITECTURES: dict[str, Callable[..., SpikingResNet]] = {
     "resnet18": spiking_resnet18,
     "resnet34": spiking_resnet34,
 }
+
+# The names above as a type, so configs and `--help` list the valid choices.
+SpikingArchitecture = Literal[tuple(SPIKING_ARCHITECTURES)]  # type: ignore[valid-type]

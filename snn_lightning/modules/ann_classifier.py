@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-from snn_lightning.models import ANN_ARCHITECTURES
+from snn_lightning.models import ANN_ARCHITECTURES, ANNArchitecture
 from snn_lightning.modules.base import ClassifierModule
 
 __all__ = ["ANNClassifier"]
@@ -19,7 +19,7 @@ class ANNClassifier(ClassifierModule):
 
     def __init__(
         self,
-        arch: Literal["resnet18", "resnet34"] = "resnet34",
+        arch: ANNArchitecture = "resnet34",
         num_classes: int = 10,
         in_channels: int = 3,
         stem: Literal["cifar", "imagenet"] = "cifar",

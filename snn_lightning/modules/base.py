@@ -30,13 +30,14 @@ class ClassifierModule(L.LightningModule):
         self.num_classes = num_classes
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
-        self.top1 = torch.nn.ModuleDict(
-            {stage: MulticlassAccuracy(num_classes, top_k=1, average="micro") for stage in STAGES}
-        )
-        self.top5 = torch.nn.ModuleDict(
-            {stage: MulticlassAccuracy(num_classes, top_k=5, average="micro") for stage in STAGES}
-            if num_classes > 5
-            else {}
+        # Keys are "<stage>_<k>": a bare "train" would clash with nn.Module.train.
+        self.top_ks = (1, 5) if num_classes > 5 else (1,)
+        self.accuracy = torch.nn.ModuleDict(
+            {
+                f"{stage}_{k}": MulticlassAccuracy(num_classes, top_k=k, average="micro")
+                for stage in STAGES
+                for k in self.top_ks
+            }
         )
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
@@ -54,11 +55,11 @@ class ClassifierModule(L.LightningModule):
         logits = self.class_logits(outputs).detach()
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(targets))
-        self.top1[stage](logits, targets)
-        self.log(f"{stage}/acc", self.top1[stage], on_step=False, on_epoch=True, prog_bar=True)
-        if stage in self.top5:
-            self.top5[stage](logits, targets)
-            self.log(f"{stage}/acc_top5", self.top5[stage], on_step=False, on_epoch=True)
+        for k in self.top_ks:
+            metric = self.accuracy[f"{stage}_{k}"]
+            metric(logits, targets)
+            name = f"{stage}/acc" if k == 1 else f"{stage}/acc_top{k}"
+            self.log(name, metric, on_step=False, on_epoch=True, prog_bar=k == 1)
         return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:

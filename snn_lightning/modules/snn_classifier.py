@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from snn_lightning.distill.losses import mean_ce, per_step_ce
 from snn_lightning.errors import ConfigurationError
-from snn_lightning.models import SPIKING_ARCHITECTURES
+from snn_lightning.models import SPIKING_ARCHITECTURES, SpikingArchitecture
 from snn_lightning.modules.base import ClassifierModule
 
 __all__ = ["SNNClassifier"]
@@ -22,7 +22,7 @@ class SNNClassifier(ClassifierModule):
 
     def __init__(
         self,
-        arch: Literal["resnet_mini", "resnet19", "resnet20", "resnet18", "resnet34"] = "resnet19",
+        arch: SpikingArchitecture = "resnet19",
         num_classes: int = 10,
         in_channels: int = 3,
         time_steps: int = 4,

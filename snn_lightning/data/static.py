@@ -1,0 +1,325 @@
+"""Static image classification data: embedded digits, CIFAR-10/100 and ImageNet as one LightningDataModule."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import lightning
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchvision.datasets import CIFAR10, CIFAR100, ImageFolder
+from torchvision.datasets.folder import find_classes
+from torchvision.datasets.utils import download_and_extract_archive
+
+from ..errors import ConfigurationError, DatasetNotFoundError
+from .digits import load_digits
+from .splits import stratified_split
+from .transforms import StaticDataset, image_transform
+
+__all__ = ["StaticImageDataModule", "read_cifar"]
+
+_NUM_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100, "imagenet": 1000}
+_CIFAR = {"cifar10": ("CIFAR-10", CIFAR10), "cifar100": ("CIFAR-100", CIFAR100)}
+
+
+class _TensorImages(Dataset):
+    """Images ``[N, C, H, W]`` and integer labels held in memory."""
+
+    def __init__(self, images: Tensor, labels: np.ndarray) -> None:
+        self.images = images
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.images[index], int(self.labels[index])
+
+
+class _TransformedSubset(Dataset):
+    """The samples ``indices`` of ``source`` with ``transform`` applied to the image.
+
+    Train and validation share one source, each with its own transform, so a held-out
+    validation image is never augmented.
+    """
+
+    def __init__(self, source: Dataset, indices: np.ndarray, transform: Callable[[Any], Tensor]) -> None:
+        self.source = source
+        self.indices = indices
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        image, label = self.source[int(self.indices[index])]
+        return self.transform(image), label
+
+
+# torchvision's CIFAR10/CIFAR100 refuse any file whose md5 differs from the official one
+# (`_check_integrity` in 0.29 hashes every batch on each construction), so files written by
+# tests, or re-packed copies, cannot be loaded through them. We read the same pickle format
+# ourselves and use torchvision only for the URL, archive md5 and file names.
+def read_cifar(folder: str | os.PathLike[str], files: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(images, labels)`` from CIFAR pickle batches: uint8 ``[N, 3, 32, 32]`` and int64 ``[N]``.
+
+    Each file is a pickled dict with ``data`` (uint8 rows of 3072 = R, G, B planes of 32x32) and
+    ``labels`` (CIFAR-10) or ``fine_labels`` (CIFAR-100), as in the official python archives.
+    """
+    images, labels = [], []
+    for name in files:
+        with open(Path(folder) / name, "rb") as file:
+            batch = pickle.load(file, encoding="latin1")
+        images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.extend(batch["labels"] if "labels" in batch else batch["fine_labels"])
+    return np.concatenate(images), np.asarray(labels, dtype=np.int64)
+
+
+def _cifar_files(dataset: str, train: bool) -> list[str]:
+    """Return the batch file names of one CIFAR split."""
+    file_list = _CIFAR[dataset][1].train_list if train else _CIFAR[dataset][1].test_list
+    return [name for name, _ in file_list]
+
+
+def _missing_cifar_files(root: Path, dataset: str) -> list[str]:
+    """Return the batch files of ``dataset`` absent under ``root``."""
+    folder = root / _CIFAR[dataset][1].base_folder
+    names = _cifar_files(dataset, train=True) + _cifar_files(dataset, train=False)
+    return [name for name in names if not (folder / name).is_file()]
+
+
+def _cifar_not_found(root: Path, dataset: str, missing: list[str]) -> DatasetNotFoundError:
+    """Return the error for a CIFAR folder lacking ``missing`` files."""
+    title, source = _CIFAR[dataset]
+    folder = root / source.base_folder
+    return DatasetNotFoundError(
+        f"{title} not found: {folder} lacks {', '.join(missing)}; set data.init_args.download: true, "
+        f"or place {source.base_folder}/ (extracted from {source.url}) under {root}"
+    )
+
+
+def _download_cifar(root: Path, dataset: str) -> None:
+    """Download and extract ``dataset`` into ``root``, leaving nothing behind if that fails."""
+    title, source = _CIFAR[dataset]
+    folder = root / source.base_folder
+    if folder.exists():
+        raise DatasetNotFoundError(
+            f"{title} folder {folder} is incomplete (lacks {', '.join(_missing_cifar_files(root, dataset))}); "
+            f"delete it and run again with data.init_args.download: true"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    # Download and extract into a scratch folder beside the target, then move the finished
+    # folder in one rename, so an interrupted download never looks like a dataset.
+    with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as scratch:
+        try:
+            download_and_extract_archive(source.url, scratch, filename=source.filename, md5=source.tgz_md5)
+        except (OSError, RuntimeError) as error:
+            raise DatasetNotFoundError(
+                f"could not download {title} from {source.url} into {root} ({error}); "
+                f"place {source.base_folder}/ under {root} by hand, e.g. copied from a machine with internet access"
+            ) from error
+        os.replace(Path(scratch) / source.base_folder, folder)
+
+
+def _imagenet_folders(root: Path) -> tuple[Path, Path]:
+    """Return ``(root/train, root/val)``, or raise if either has no class folder or their classes differ."""
+    train, val = root / "train", root / "val"
+    for folder in (train, val):
+        if not folder.is_dir() or not any(entry.is_dir() for entry in folder.iterdir()):
+            raise DatasetNotFoundError(
+                f"ImageNet not found: {folder} is not a folder of class folders; ImageNet cannot be "
+                f"downloaded automatically: get ILSVRC2012 from https://image-net.org and lay it out as "
+                f"{train}/<class>/*.JPEG and {val}/<class>/*.JPEG (validation images sorted into the "
+                f"same class folders), or set data.init_args.root to the folder holding train/ and val/"
+            )
+    # Labels are indices into the sorted folder names, so differing class sets would mislabel silently.
+    train_classes, val_classes = set(find_classes(train)[0]), set(find_classes(val)[0])
+    if train_classes != val_classes:
+        only = sorted(train_classes ^ val_classes)
+        raise ConfigurationError(
+            f"ImageNet class folders differ between {train} ({len(train_classes)} classes) and {val} "
+            f"({len(val_classes)} classes), e.g. {', '.join(only[:3])}; both must hold the same class folders"
+        )
+    return train, val
+
+
+class StaticImageDataModule(lightning.LightningDataModule):
+    """Static image classification: embedded digits, CIFAR-10, CIFAR-100 or ImageNet.
+
+    Batches are ``(images [B, C, H, W] float32, labels [B] int64)``; the spiking model repeats
+    the images over time (direct encoding). Choose ``digits`` to try things in seconds on a CPU
+    (no download, 8x8 grey images), CIFAR for the papers' main results, ImageNet for scale.
+    Validation holds out ``val_fraction`` of the training set; ``val_fraction: 0`` validates
+    on the test split instead, which is what the STAA-SNN and TSER-KD papers report.
+    """
+
+    def __init__(
+        self,
+        dataset: Literal["digits", "cifar10", "cifar100", "imagenet"] = "digits",
+        root: str = "data",
+        time_steps: int = 4,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        download: bool = False,
+        val_fraction: float = 0.1,
+        augment: bool = True,
+        auto_augment: bool = False,
+        cutout: int = 0,
+        image_size: int = 224,
+        seed: int = 0,
+    ) -> None:
+        """
+        Args:
+            dataset: which dataset to load; digits is embedded in the package and needs no download.
+            root: folder torchvision reads and downloads CIFAR into; for ImageNet the folder holding train/ and val/ class-folder trees.
+            time_steps: number of time steps the model repeats each image for; recorded here so the CLI links it to the model.
+            batch_size: samples per batch (per process under DDP).
+            num_workers: dataloader worker processes; 0 loads in the main process.
+            pin_memory: pin batches in page-locked memory for faster copies to the GPU.
+            download: download CIFAR into root when it is missing (ImageNet cannot be downloaded).
+            val_fraction: fraction of the training set held out (stratified, seeded) for validation; 0 validates on the test split.
+            augment: random training augmentation: crop with padding 4 and flip (CIFAR), random resized crop and flip (ImageNet), 1-pixel shift (digits).
+            auto_augment: add AutoAugment to training (CIFAR-10 policy for CIFAR, ImageNet policy for ImageNet; not for digits).
+            cutout: side in pixels of the Cutout hole applied to training images; 0 turns Cutout off.
+            image_size: side of the ImageNet crop in pixels; ignored by the other datasets.
+            seed: seed of the train/validation split.
+        """
+        super().__init__()
+        if dataset not in get_args(StaticDataset):
+            raise ConfigurationError(
+                f"data.dataset is {dataset!r}; expected one of {', '.join(get_args(StaticDataset))}"
+            )
+        for name, value, least in (
+            ("time_steps", time_steps, 1),
+            ("batch_size", batch_size, 1),
+            ("num_workers", num_workers, 0),
+            ("cutout", cutout, 0),
+            ("image_size", image_size, 1),
+        ):
+            if value < least:
+                raise ConfigurationError(f"data.{name} is {value}; set it to an integer >= {least}")
+        if not 0 <= val_fraction < 1:
+            raise ConfigurationError(
+                f"data.val_fraction is {val_fraction}; set it in [0, 1) (0 validates on the test split)"
+            )
+        if auto_augment and dataset == "digits":
+            raise ConfigurationError(
+                "data.auto_augment is true but AutoAugment's policies are for colour images; "
+                "set data.init_args.auto_augment: false for digits"
+            )
+        self.save_hyperparameters()
+        self.dataset = dataset
+        self.root = root
+        self.time_steps = time_steps
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.download = download
+        self.val_fraction = val_fraction
+        self.augment = augment
+        self.auto_augment = auto_augment
+        self.cutout = cutout
+        self.image_size = image_size
+        self.seed = seed
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes of the chosen dataset (known without reading it)."""
+        return _NUM_CLASSES[self.dataset]
+
+    @property
+    def in_channels(self) -> int:
+        """Number of image channels: 1 for digits, 3 for the colour datasets."""
+        return 1 if self.dataset == "digits" else 3
+
+    def _root(self) -> Path:
+        """Return ``root`` as an absolute path, so error messages name exactly where data was looked for."""
+        return Path(self.root).expanduser().absolute()
+
+    def prepare_data(self) -> None:
+        """Download CIFAR into ``root`` when ``download`` is on and files are missing (runs on one process)."""
+        if self.download and self.dataset in _CIFAR and _missing_cifar_files(self._root(), self.dataset):
+            _download_cifar(self._root(), self.dataset)
+
+    def _source(self, train: bool) -> tuple[Dataset, np.ndarray]:
+        """Return the untransformed train or test split and its labels."""
+        root = self._root()
+        if self.dataset == "digits":
+            images, labels = load_digits("train" if train else "test")
+            return _TensorImages(torch.from_numpy(images), labels), labels
+        if self.dataset == "imagenet":
+            train_folder, val_folder = _imagenet_folders(root)
+            path = train_folder if train else val_folder
+            try:
+                folder = ImageFolder(path)
+            except FileNotFoundError as error:
+                raise DatasetNotFoundError(
+                    f"ImageNet folder {path} is incomplete ({error}); every class folder needs at least one image"
+                ) from error
+            return folder, np.asarray(folder.targets, dtype=np.int64)
+        missing = _missing_cifar_files(root, self.dataset)
+        if missing:
+            raise _cifar_not_found(root, self.dataset, missing)
+        folder = root / _CIFAR[self.dataset][1].base_folder
+        images, labels = read_cifar(folder, _cifar_files(self.dataset, train))
+        return _TensorImages(torch.from_numpy(images), labels), labels
+
+    def _transform(self, train: bool) -> Callable[[Any], Tensor]:
+        """Return the train (augmented) or evaluation (deterministic) image pipeline."""
+        return image_transform(self.dataset, train, self.augment, self.auto_augment, self.cutout, self.image_size)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the splits that ``stage`` needs (fit, validate, test or predict; None builds all)."""
+        needs_test = stage in (None, "test", "predict") or self.val_fraction == 0
+        if needs_test and self.test_set is None:
+            source, labels = self._source(train=False)
+            self.test_set = _TransformedSubset(source, np.arange(len(labels)), self._transform(train=False))
+        if stage in (None, "fit", "validate") and self.val_set is None:
+            source, labels = self._source(train=True)
+            train_indices, val_indices = stratified_split(labels, self.val_fraction, self.seed)
+            self.train_set = _TransformedSubset(source, train_indices, self._transform(train=True))
+            if self.val_fraction == 0:
+                self.val_set = self.test_set
+            else:
+                self.val_set = _TransformedSubset(source, val_indices, self._transform(train=False))
+
+    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+        """Return a dataloader over ``dataset`` with this module's batch and worker settings."""
+        if dataset is None:
+            raise RuntimeError("StaticImageDataModule.setup() must run before its dataloaders are requested")
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=False,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Return the shuffled, augmented training batches."""
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Return the validation batches (held-out training images, or the test split when val_fraction is 0)."""
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Return the test split batches."""
+        return self._loader(self.test_set, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """Return the test split batches for prediction."""
+        return self._loader(self.test_set, shuffle=False)
