@@ -40,9 +40,21 @@ def main(args: list[str] | None = None) -> None:
             subclass_mode_data=True,
             args=args,
         )
-    except SNNLightningError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except Exception as error:
+        user_error = _user_error(error)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
         sys.exit(2)
+
+
+def _user_error(error: BaseException | None) -> SNNLightningError | None:
+    """Return the user-fixable error behind ``error``: jsonargparse wraps errors raised while instantiating."""
+    while error is not None:
+        if isinstance(error, SNNLightningError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 if __name__ == "__main__":

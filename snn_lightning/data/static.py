@@ -205,7 +205,8 @@ class StaticImageDataModule(lightning.LightningDataModule):
             ("image_size", image_size, 1),
         ):
             if value < least:
-                raise ConfigurationError(f"data.{name} is {value}; set it to an integer >= {least}")
+                linked = " (linked from model.time_steps)" if name == "time_steps" else ""
+                raise ConfigurationError(f"data.{name} is {value}{linked}; set it to an integer >= {least}")
         if not 0 <= val_fraction < 1:
             raise ConfigurationError(
                 f"data.val_fraction is {val_fraction}; set it in [0, 1) (0 validates on the test split)"

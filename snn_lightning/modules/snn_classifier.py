@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Literal
 
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor, nn
+from torch import Tensor
 
 from snn_lightning.distill.losses import mean_ce, per_step_ce
 from snn_lightning.errors import ConfigurationError
 from snn_lightning.models import SPIKING_ARCHITECTURES, SpikingArchitecture
 from snn_lightning.modules.base import ClassifierModule
+from snn_lightning.neurons import SpikingNeuron
 
 __all__ = ["SNNClassifier"]
 
@@ -27,7 +28,7 @@ class SNNClassifier(ClassifierModule):
         in_channels: int = 3,
         time_steps: int = 4,
         width_multiplier: float = 1.0,
-        neuron: nn.Module | None = None,
+        neuron: SpikingNeuron | None = None,
         loss: Literal["mean_ce", "per_step_ce"] = "mean_ce",
         label_smoothing: float = 0.0,
         optimizer: OptimizerCallable | None = None,

@@ -1,0 +1,135 @@
+"""The `snn-lightning` command: help, every config parses and instantiates, links, clean errors."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import CONFIGS, REPO
+from snn_lightning.cli import SNNLightningCLI, main
+from snn_lightning.data import StaticImageDataModule
+from snn_lightning.modules import ANNClassifier, SNNClassifier
+
+QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
+
+
+def run_main(args, capsys):
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def test_help_lists_the_subcommands(capsys):
+    code, out, _ = run_main(["--help"], capsys)
+    assert code == 0
+    for subcommand in ("fit", "validate", "test", "predict"):
+        assert subcommand in out
+
+
+def test_model_help_shows_argument_docs(capsys):
+    code, out, _ = run_main(["fit", "--model.help", "snn_lightning.modules.SNNClassifier"], capsys)
+    assert code == 0
+    text = " ".join(out.split())  # help is wrapped to the terminal width
+    assert "simulation steps T; may be changed for evaluation" in text
+    assert "--model.loss {mean_ce,per_step_ce}" in text
+
+
+def test_console_script_is_installed():
+    script = os.path.join(os.path.dirname(sys.executable), "snn-lightning")
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "fit" in result.stdout
+
+
+def test_configs_exist():
+    names = {path.name for path in CONFIGS}
+    assert {"quickstart.yaml", "resnet19_cifar100.yaml", "ann_resnet34_cifar100.yaml"} <= names
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda path: path.name)
+def test_every_config_prints_its_resolved_form(config, capsys, in_tmp_dir):
+    code, out, _ = run_main(["fit", "--config", str(config), "--print_config"], capsys)
+    assert code == 0
+    resolved = yaml.safe_load(out)
+    assert resolved["model"]["class_path"].startswith("snn_lightning.modules.")
+    assert resolved["data"]["class_path"] == "snn_lightning.data.StaticImageDataModule"
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda path: path.name)
+def test_every_config_instantiates_without_touching_data(config, in_tmp_dir):
+    cli = SNNLightningCLI(args=["--config", str(config), "--trainer.logger", "false"], run=False, **cli_modes())
+    data, model = cli.datamodule, cli.model
+    assert isinstance(data, StaticImageDataModule)
+    assert isinstance(model, (SNNClassifier, ANNClassifier))
+    assert model.num_classes == data.num_classes
+    assert model.hparams.in_channels == data.in_channels
+    if isinstance(model, SNNClassifier):
+        assert data.time_steps == model.time_steps
+    assert list(in_tmp_dir.iterdir()) == [], "instantiating a config must not create files"
+
+
+def cli_modes():
+    import lightning as L
+
+    return {
+        "model_class": L.LightningModule,
+        "datamodule_class": L.LightningDataModule,
+        "subclass_mode_model": True,
+        "subclass_mode_data": True,
+    }
+
+
+def test_data_classes_and_channels_are_linked_into_the_model(in_tmp_dir):
+    cli = SNNLightningCLI(args=["--config", QUICKSTART, "--trainer.logger", "false"], run=False, **cli_modes())
+    assert cli.model.num_classes == 10 and cli.model.hparams.in_channels == 1
+    assert cli.model.network.fc.out_features == 10
+
+
+def test_model_time_steps_override_reaches_network_and_data(in_tmp_dir):
+    args = ["--config", QUICKSTART, "--model.time_steps", "2", "--trainer.logger", "false"]
+    cli = SNNLightningCLI(args=args, run=False, **cli_modes())
+    assert cli.model.time_steps == 2 and cli.datamodule.time_steps == 2
+
+
+def test_fast_dev_run_of_the_quickstart_trains_two_steps(in_tmp_dir):
+    cli = SNNLightningCLI(args=["fit", "--config", QUICKSTART, "--trainer.fast_dev_run", "2"], **cli_modes())
+    assert cli.trainer.global_step == 2
+    assert 0.0 < cli.trainer.callback_metrics["train/loss_epoch"].item() < 10.0
+    assert "val/acc" in cli.trainer.callback_metrics
+
+
+def test_missing_dataset_gives_one_clear_message_and_exit_code_2(capsys, in_tmp_dir):
+    missing = in_tmp_dir / "nowhere"
+    args = [
+        "fit",
+        "--config", str(REPO / "configs" / "resnet19_cifar100.yaml"),
+        "--data.root", str(missing),
+        "--data.num_workers", "0",
+        "--trainer.accelerator", "cpu",
+        "--trainer.precision", "32",
+        "--trainer.logger", "false",
+        "--model.width_multiplier", "0.0625",
+    ]
+    code, _, err = run_main(args, capsys)
+    assert code == 2
+    assert "CIFAR-100 not found" in err and str(missing) in err and "download: true" in err
+    assert "Traceback" not in err
+    assert not missing.exists()
+
+
+def test_bad_time_steps_is_a_clear_error(capsys, in_tmp_dir):
+    code, _, err = run_main(["fit", "--config", QUICKSTART, "--model.time_steps", "0"], capsys)
+    assert code == 2
+    assert "time_steps is 0 (linked from model.time_steps); set it to an integer >= 1" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_quickstart_reaches_95_percent_test_accuracy(in_tmp_dir):
+    cli = SNNLightningCLI(args=["--config", QUICKSTART], run=False, **cli_modes())
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    (metrics,) = cli.trainer.test(ckpt_path="best", datamodule=cli.datamodule)
+    assert metrics["test/acc"] >= 0.95
