@@ -1,0 +1,102 @@
+"""LightningModules: loss choice, time steps at evaluation, optimizer defaults, prediction."""
+
+import lightning as L
+import pytest
+import torch
+
+from snn_lightning.data import load_digits
+from snn_lightning.distill.losses import mean_ce, per_step_ce
+from snn_lightning.errors import ConfigurationError
+from snn_lightning.modules import ANNClassifier, SNNClassifier
+from snn_lightning.neurons import PLIF
+
+
+def small_snn(**kwargs):
+    return SNNClassifier(arch="resnet_mini", num_classes=10, in_channels=1, width_multiplier=0.25, **kwargs)
+
+
+@pytest.mark.parametrize("loss, function", [("mean_ce", mean_ce), ("per_step_ce", per_step_ce)])
+def test_loss_choice_and_label_smoothing(loss, function):
+    torch.manual_seed(0)
+    model = small_snn(loss=loss, label_smoothing=0.1)
+    outputs = torch.randn(4, 3, 10)
+    targets = torch.tensor([1, 2, 3])
+    torch.testing.assert_close(model.loss(outputs, targets), function(outputs, targets, 0.1))
+
+
+def test_time_steps_can_be_lowered_for_evaluation():
+    model = small_snn(time_steps=4).eval()
+    images = torch.rand(3, 1, 8, 8)
+    assert model(images).shape == (4, 3, 10)
+    model.time_steps = 2
+    assert model(images).shape == (2, 3, 10)
+    assert model.network.time_steps == 2
+
+
+def test_time_steps_below_one_is_rejected():
+    with pytest.raises(ConfigurationError, match="time_steps must be >= 1, got 0"):
+        small_snn(time_steps=0)
+
+
+def test_prediction_is_argmax_of_the_time_mean():
+    model = small_snn().eval()
+    outputs = torch.tensor([[[0.0, 5.0] + [0.0] * 8], [[3.0, -4.0] + [0.0] * 8]])
+    assert model.class_logits(outputs).argmax(-1).item() == 0  # mean (1.5, 0.5): step 1 alone says 1
+    result = model.predict_step((torch.rand(5, 1, 8, 8), torch.zeros(5)), 0)
+    assert result["prediction"].shape == (5,)
+    torch.testing.assert_close(result["probabilities"].sum(-1), torch.ones(5))
+
+
+def test_neuron_template_is_used_in_every_layer():
+    model = small_snn(neuron=PLIF(init_tau=3.0))
+    plifs = [m for m in model.modules() if isinstance(m, PLIF)]
+    assert len(plifs) >= 5
+    assert all(abs(p.tau - 3.0) < 1e-5 for p in plifs)
+    assert len({id(p.w) for p in plifs}) == len(plifs)
+
+
+def test_default_optimizer_is_sgd_with_cosine_over_max_epochs(tmp_path):
+    model = small_snn()
+    trainer = L.Trainer(max_epochs=7, logger=False, enable_checkpointing=False, default_root_dir=tmp_path)
+    model.trainer = trainer
+    configured = model.configure_optimizers()
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert optimizer.defaults["lr"] == 0.1 and optimizer.defaults["momentum"] == 0.9
+    assert optimizer.defaults["weight_decay"] == 5e-4
+    assert isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max == 7
+
+
+def test_configured_optimizer_and_scheduler_factories_are_used():
+    model = small_snn(
+        optimizer=lambda params: torch.optim.Adam(params, lr=1e-3),
+        lr_scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=3),
+    )
+    configured = model.configure_optimizers()
+    assert isinstance(configured["optimizer"], torch.optim.Adam)
+    assert configured["lr_scheduler"]["scheduler"].step_size == 3
+
+
+def test_training_steps_lower_the_loss_on_one_batch():
+    torch.manual_seed(0)
+    model = SNNClassifier(arch="resnet_mini", num_classes=10, in_channels=1, width_multiplier=0.5)
+    images, targets = (torch.from_numpy(array[:32]) for array in load_digits("train"))
+    images = (images - 0.3) / 0.38
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = model.loss(model(images), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_ann_classifier_logits_and_loss():
+    model = ANNClassifier(arch="resnet18", num_classes=7, in_channels=3, stem="cifar")
+    outputs = model(torch.rand(2, 3, 32, 32))
+    assert outputs.shape == (2, 7)
+    targets = torch.tensor([0, 6])
+    torch.testing.assert_close(model.loss(outputs, targets), torch.nn.functional.cross_entropy(outputs, targets))
+    assert torch.equal(model.class_logits(outputs), outputs)
