@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["SNNLightningError", "DatasetNotFoundError", "ConfigurationError"]
+__all__ = [
+    "SNNLightningError",
+    "DatasetNotFoundError",
+    "ConfigurationError",
+    "CheckpointError",
+    "NonFiniteLossError",
+    "OutputDirError",
+]
 
 
 class SNNLightningError(Exception):
@@ -15,3 +22,15 @@ class DatasetNotFoundError(SNNLightningError, FileNotFoundError):
 
 class ConfigurationError(SNNLightningError, ValueError):
     """Two settings disagree or one is out of range; the message names the setting and the fix."""
+
+
+class CheckpointError(SNNLightningError, ValueError):
+    """A checkpoint is missing, unreadable or does not fit the configured model; the message names the file and the fix."""
+
+
+class NonFiniteLossError(SNNLightningError, FloatingPointError):
+    """The training loss became NaN or infinite; the message names the step, the loss terms and the last checkpoint."""
+
+
+class OutputDirError(SNNLightningError, OSError):
+    """A log or checkpoint folder cannot be written or its disk is nearly full; the message names the folder and the setting."""

@@ -82,7 +82,8 @@ class _RefSpike(torch.autograd.Function):
 
 
 def reference_lif(x, tau, v_th, v_reset, decay_input, detach_reset):
-    """Hand-written loop of DESIGN.md's equations, one step at a time."""
+    """Hand-written loop of DESIGN.md's equations, one step at a time, with a float32 membrane."""
+    dtype, x = x.dtype, x.float()
     v0 = 0.0 if v_reset is None else v_reset
     v = torch.full_like(x[0], v0)
     out = []
@@ -95,7 +96,7 @@ def reference_lif(x, tau, v_th, v_reset, decay_input, detach_reset):
         sr = s.detach() if detach_reset else s
         v = h - v_th * sr if v_reset is None else h * (1 - sr) + v_reset * sr
         out.append(s)
-    return torch.stack(out)
+    return torch.stack(out).to(dtype)
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,21 @@
 """LightningDataModules and datasets: static images (embedded digits, CIFAR, ImageNet)."""
 
 from .digits import load_digits
+from .event_transforms import EventsToFrames, FrameAugment, time_major_collate
+from .events import EventDataModule, split_recordings
+from .saccade_digits import SaccadeDigits
 from .static import StaticImageDataModule
 from .transforms import Cutout, cutout
 
-__all__ = ["Cutout", "StaticImageDataModule", "cutout", "load_digits"]
+__all__ = [
+    "Cutout",
+    "EventDataModule",
+    "EventsToFrames",
+    "FrameAugment",
+    "SaccadeDigits",
+    "StaticImageDataModule",
+    "cutout",
+    "load_digits",
+    "split_recordings",
+    "time_major_collate",
+]

@@ -9,17 +9,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import lightning
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision.datasets import CIFAR10, CIFAR100, ImageFolder
 from torchvision.datasets.folder import find_classes
 from torchvision.datasets.utils import download_and_extract_archive
 
 from ..errors import ConfigurationError, DatasetNotFoundError
 from .digits import load_digits
+from .loaders import SplitDataModule
 from .splits import stratified_split
 from .transforms import StaticDataset, image_transform
 
@@ -150,7 +150,7 @@ def _imagenet_folders(root: Path) -> tuple[Path, Path]:
     return train, val
 
 
-class StaticImageDataModule(lightning.LightningDataModule):
+class StaticImageDataModule(SplitDataModule):
     """Static image classification: embedded digits, CIFAR-10, CIFAR-100 or ImageNet.
 
     Batches are ``(images [B, C, H, W] float32, labels [B] int64)``; the spiking model repeats
@@ -294,33 +294,3 @@ class StaticImageDataModule(lightning.LightningDataModule):
                 self.val_set = self.test_set
             else:
                 self.val_set = _TransformedSubset(source, val_indices, self._transform(train=False))
-
-    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
-        """Return a dataloader over ``dataset`` with this module's batch and worker settings."""
-        if dataset is None:
-            raise RuntimeError("StaticImageDataModule.setup() must run before its dataloaders are requested")
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            drop_last=False,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        """Return the shuffled, augmented training batches."""
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        """Return the validation batches (held-out training images, or the test split when val_fraction is 0)."""
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        """Return the test split batches."""
-        return self._loader(self.test_set, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        """Return the test split batches for prediction."""
-        return self._loader(self.test_set, shuffle=False)

@@ -1,22 +1,153 @@
 """Classification and distillation losses on time-major student logits, as pure functions.
 
-Student logits ``s`` are ``[T, B, C]``, targets ``y`` are ``[B]``; every function returns a scalar.
+Student logits ``s`` are ``[T, B, C]``, teacher logits ``t`` are ``[B, C]``, targets ``y`` are ``[B]``;
+every loss returns a float32 scalar. Half-precision inputs (bf16, fp16) are computed in float32, and
+the teacher's tensors are targets: no gradient flows into them. Formulas: ``papers/TSER-KD.md``.
+
+The ``*_terms`` functions return the weighted terms of a combined loss by name (``ce``, ``kd``,
+``entropy``), so a training loop can log each one; the matching ``*_loss`` is their sum.
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["mean_ce", "per_step_ce"]
+__all__ = [
+    "blurred_feature_kd_loss",
+    "classical_kd_loss",
+    "classical_kd_terms",
+    "feature_kd_loss",
+    "mean_ce",
+    "per_step_ce",
+    "per_step_entropy",
+    "per_step_kl",
+    "tser_loss",
+    "tser_terms",
+]
+
+
+def _float32(x: Tensor) -> Tensor:
+    """Return ``x`` in float32 when it is half precision (bf16/fp16), else unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def mean_ce(s: Tensor, y: Tensor, label_smoothing: float = 0.0) -> Tensor:
     """Return the cross-entropy of the time-mean logits ``mean_t s[t]`` (the classical SNN loss)."""
-    return F.cross_entropy(s.mean(0), y, label_smoothing=label_smoothing)
+    return F.cross_entropy(_float32(s).mean(0), y, label_smoothing=label_smoothing)
 
 
 def per_step_ce(s: Tensor, y: Tensor, label_smoothing: float = 0.0) -> Tensor:
     """Return ``(1/T) sum_t CE(s[t], y)``, the cross-entropy of every step's logits (TET-style)."""
     time_steps = s.shape[0]
-    return F.cross_entropy(s.flatten(0, 1), y.repeat(time_steps), label_smoothing=label_smoothing)
+    return F.cross_entropy(_float32(s).flatten(0, 1), y.repeat(time_steps), label_smoothing=label_smoothing)
+
+
+def per_step_kl(s: Tensor, t: Tensor, tau: float) -> Tensor:
+    """Return ``tau² (1/T) sum_t mean_b KL(p_T^tau ‖ p_S^tau(t))``: the teacher is the target of every step."""
+    log_p_student = F.log_softmax(_float32(s) / tau, dim=-1)
+    log_p_teacher = F.log_softmax(_float32(t.detach()) / tau, dim=-1).expand_as(log_p_student)
+    # log_target keeps p_T·(log p_T − log p_S) finite where p_T underflows to 0.
+    kl = F.kl_div(log_p_student, log_p_teacher, reduction="none", log_target=True).sum(-1)
+    return tau**2 * kl.mean()
+
+
+def per_step_entropy(s: Tensor, tau: float) -> Tensor:
+    """Return ``(1/T) sum_t mean_b H(softmax(s[t]/tau))``, the mean entropy of the student's step outputs."""
+    log_p = F.log_softmax(_float32(s) / tau, dim=-1)
+    return -(log_p.exp() * log_p).sum(-1).mean()
+
+
+def tser_terms(
+    s: Tensor,
+    t: Tensor,
+    y: Tensor,
+    alpha: float,
+    tau: float,
+    entropy_weight: float,
+    label_smoothing: float = 0.0,
+) -> dict[str, Tensor]:
+    """Return TSER's weighted terms ``ce = (1−α)·CE_ts``, ``kd = α·KL_ts`` and ``entropy = −λ·H_ts``."""
+    return {
+        "ce": (1 - alpha) * per_step_ce(s, y, label_smoothing),
+        "kd": alpha * per_step_kl(s, t, tau),
+        "entropy": -entropy_weight * per_step_entropy(s, tau),
+    }
+
+
+def tser_loss(
+    s: Tensor,
+    t: Tensor,
+    y: Tensor,
+    alpha: float,
+    tau: float,
+    entropy_weight: float,
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Return the TSER loss ``(1−α)·CE_ts + α·KL_ts − λ·H_ts`` (λ = ``entropy_weight``), CE and KL per time step."""
+    return sum(tser_terms(s, t, y, alpha, tau, entropy_weight, label_smoothing).values())
+
+
+def classical_kd_terms(
+    s: Tensor, t: Tensor, y: Tensor, alpha: float, tau: float, label_smoothing: float = 0.0
+) -> dict[str, Tensor]:
+    """Return classical KD's weighted terms on the time-mean logits: ``ce = (1−α)·CE``, ``kd = α·τ²·KL``."""
+    return {
+        "ce": (1 - alpha) * mean_ce(s, y, label_smoothing),
+        # The time-mean logits as a one-step sequence.
+        "kd": alpha * per_step_kl(_float32(s).mean(0, keepdim=True), t, tau),
+    }
+
+
+def classical_kd_loss(
+    s: Tensor, t: Tensor, y: Tensor, alpha: float, tau: float, label_smoothing: float = 0.0
+) -> Tensor:
+    """Return the classical KD loss ``(1−α)·CE(z̄, y) + α·τ²·KL(p_T^τ ‖ softmax(z̄/τ))`` of the time-mean logits z̄."""
+    return sum(classical_kd_terms(s, t, y, alpha, tau, label_smoothing).values())
+
+
+def _adapted_student(student_features: Tensor, teacher_features: Tensor, adapter: nn.Module) -> Tensor:
+    """Return ``adapter`` applied to the time-mean student map area-resized to the teacher's H×W, in float32."""
+    # The adapter runs in the features' dtype, so it works with its weights in bf16 (precision "bf16-true").
+    student = student_features.mean(0)
+    if student.shape[-2:] != teacher_features.shape[-2:]:
+        # "area" averages when shrinking and repeats when growing; it commutes with a 1×1 conv adapter.
+        student = F.interpolate(student, size=teacher_features.shape[-2:], mode="area")
+    return _float32(adapter(student))
+
+
+def feature_kd_loss(student_features: Tensor, teacher_features: Tensor, adapter: nn.Module) -> Tensor:
+    """Return KDSNN's feature loss ``MSE(adapter(mean_t F_S), F_T)``, the mean over batch, channels and positions.
+
+    Args:
+        student_features: student feature map ``[T, B, C_s, h, w]`` (e.g. the last stage's spikes).
+        teacher_features: teacher feature map ``[B, C_t, h', w']``; a target, so it gets no gradient.
+        adapter: maps ``[B, C_s, h', w']`` to ``[B, C_t, h', w']`` (e.g. a 1×1 conv); the student map is
+            resized to the teacher's ``h'×w'`` first. KDSNN's weight 7e-5 on a summed MSE / batch equals a
+            weight ``7e-5·C_t·h'·w'`` on this mean.
+    """
+    adapted = _adapted_student(student_features, teacher_features, adapter)
+    return F.mse_loss(adapted, _float32(teacher_features.detach()))
+
+
+def blurred_feature_kd_loss(
+    student_features: Tensor,
+    teacher_features: Tensor,
+    adapter: nn.Module,
+    generator: nn.Module,
+    mask_ratio: float = 0.15,
+) -> Tensor:
+    """Return BKDSNN's blurred feature loss ``MSE(generator(mask(adapter(mean_t F_S))), F_T)``.
+
+    Args:
+        student_features: student feature map ``[T, B, C_s, h, w]``.
+        teacher_features: teacher feature map ``[B, C_t, h', w']``; a target, so it gets no gradient.
+        adapter: maps the resized time-mean student map to the teacher's channels, as in :func:`feature_kd_loss`.
+        generator: regresses the teacher map from the masked one (BKDSNN: conv3×3 – ReLU – conv3×3).
+        mask_ratio: probability that a channel of a sample is zeroed (drawn from torch's global generator).
+    """
+    adapted = _adapted_student(student_features, teacher_features, adapter)
+    keep = torch.rand(adapted.shape[:2] + (1, 1), device=adapted.device) >= mask_ratio
+    generated = _float32(generator(adapted * keep))
+    return F.mse_loss(generated, _float32(teacher_features.detach()))

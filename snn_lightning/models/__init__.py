@@ -1,6 +1,7 @@
-"""Network architectures as plain ``nn.Module``s: spiking ResNets and their ANN teachers (no Lightning)."""
+"""Network architectures as plain ``nn.Module``s: spiking ResNets, STAA, their ANN teachers (no Lightning)."""
 
 from snn_lightning.models.ann_resnet import ANN_ARCHITECTURES, ANNArchitecture, ANNResNet, ann_resnet18, ann_resnet34
+from snn_lightning.models.complexity import Complexity, measure_complexity
 from snn_lightning.models.spiking_resnet import (
     SPIKING_ARCHITECTURES,
     SpikingArchitecture,
@@ -11,6 +12,14 @@ from snn_lightning.models.spiking_resnet import (
     spiking_resnet20,
     spiking_resnet34,
     spiking_resnet_mini,
+)
+from snn_lightning.models.staa import (
+    STAA,
+    STAALIF,
+    GlobalContext,
+    StepAttention,
+    TemporalPositionEncoding,
+    TimeStepDropout,
 )
 
 __all__ = [
@@ -23,6 +32,14 @@ __all__ = [
     "spiking_resnet19",
     "spiking_resnet20",
     "spiking_resnet34",
+    "STAA",
+    "STAALIF",
+    "TemporalPositionEncoding",
+    "GlobalContext",
+    "StepAttention",
+    "TimeStepDropout",
+    "Complexity",
+    "measure_complexity",
     "ANN_ARCHITECTURES",
     "ANNArchitecture",
     "ANNResNet",

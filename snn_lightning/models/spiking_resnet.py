@@ -2,18 +2,22 @@
 
 Layout ``[T, B, C, H, W]``; BatchNorm statistics are shared over time; the residual is added to
 the *current* before the block's last neuron, so every layer emits binary spikes and real-valued
-sums (BN, residual) only ever feed a neuron. Every neuron is a deep copy of one template module,
-so a learnable neuron (PLIF) gets its own parameters in every layer.
+sums (BN, residual) only ever feed a neuron. Every neuron is built from one template module (a
+deep copy, or the template's ``build(channels)``), so a learnable neuron (PLIF) gets its own
+parameters in every layer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
-from collections.abc import Callable, Sequence
-from typing import Literal
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal
 
+import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from snn_lightning.errors import ConfigurationError
 from snn_lightning.layers import DirectEncoder, TemporalBatchNorm2d, TimeDistributed
@@ -24,6 +28,8 @@ __all__ = [
     "SPIKING_ARCHITECTURES",
     "SpikingArchitecture",
     "SpikingBasicBlock",
+    "build_activation",
+    "template_for_stage",
     "conv_bn_neuron",
     "spiking_downsample",
     "SpikingResNet",
@@ -38,6 +44,38 @@ StemKind = Literal["cifar", "cifar_deep", "imagenet"]
 DownsampleKind = Literal["conv", "avgpool_conv"]
 # Returns the activation (currents [T, B, C, H, W] -> spikes) of a layer with the given channel count.
 NeuronFactory = Callable[[int], nn.Module]
+
+
+def build_activation(template: nn.Module, channels: int) -> nn.Module:
+    """Return the activation of a layer with ``channels`` channels made from a neuron ``template``.
+
+    A template with a ``build(channels)`` method (``AdaptiveLIF``, ``STAA``) builds a per-channel
+    module; any other template (``LIF``, ``PLIF``) is deep-copied, so every layer owns its parameters.
+    """
+    build = getattr(template, "build", None)
+    return copy.deepcopy(template) if build is None else build(channels)
+
+
+def template_for_stage(template: nn.Module, stage: int, num_stages: int) -> nn.Module:
+    """Return the neuron template of ``stage`` (0 is the stem, 1 to ``num_stages`` the residual stages).
+
+    A template with a ``for_stage(stage, num_stages)`` method chooses per stage (``STAA`` with
+    ``stages`` puts the aggregator in some stages only); any other template serves every stage.
+    """
+    for_stage = getattr(template, "for_stage", None)
+    return template if for_stage is None else for_stage(stage, num_stages)
+
+
+@contextlib.contextmanager
+def _restoring_buffers(module: nn.Module) -> Iterator[None]:
+    """Run the body, then put back the module's buffers, so a block recomputed in backward leaves BN's running statistics as they were."""
+    saved = [(buffer, buffer.clone()) for buffer in module.buffers()]
+    try:
+        yield
+    finally:  # also when checkpoint stops the recomputation early by raising
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
 
 
 def conv_bn_neuron(
@@ -131,6 +169,7 @@ class SpikingResNet(nn.Module):
         time_steps: int = 4,
         width_multiplier: float = 1.0,
         neuron: nn.Module | None = None,
+        checkpoint_blocks: bool = False,
     ) -> None:
         """
         Args:
@@ -143,7 +182,8 @@ class SpikingResNet(nn.Module):
             in_channels: channels of the input (3 for RGB images, 2 for DVS polarity frames).
             time_steps: number of steps T a static image is repeated for; may be changed after construction.
             width_multiplier: factor applied to every width (at least 1 channel), for small models and tests.
-            neuron: spiking neuron template, deep-copied into every layer; null means ``LIF()``.
+            neuron: spiking neuron template, built into every layer (see ``make_activation``); null means ``LIF()``.
+            checkpoint_blocks: in training keep only each residual block's input and recompute the block in backward (less memory, ~1/3 more time).
         """
         super().__init__()
         if not len(blocks) == len(widths) == len(strides) or not blocks:
@@ -158,15 +198,20 @@ class SpikingResNet(nn.Module):
             )
         if width_multiplier <= 0:
             raise ConfigurationError(f"width_multiplier must be > 0, got {width_multiplier}")
-        make_neuron = functools.partial(self.make_activation, LIF() if neuron is None else neuron)
+        template = LIF() if neuron is None else neuron
         scaled = [max(1, round(width * width_multiplier)) for width in widths]
         self.num_classes = num_classes
         self.in_channels = in_channels
+        self.checkpoint_blocks = checkpoint_blocks
         self.encoder = DirectEncoder(time_steps)
-        self.stem = self._make_stem(stem, in_channels, scaled[0], make_neuron)
+        # The FSTA stem ends in a 2×2 average pool, which shrinks a 1-pixel side to nothing.
+        self.min_input_size = 2 if stem == "cifar_deep" else 1
+        make_stem_neuron = functools.partial(self.make_activation, template_for_stage(template, 0, len(blocks)))
+        self.stem = self._make_stem(stem, in_channels, scaled[0], make_stem_neuron)
         stages = []
         channels = scaled[0]
-        for count, width, stride in zip(blocks, scaled, strides):
+        for index, (count, width, stride) in enumerate(zip(blocks, scaled, strides), start=1):
+            make_neuron = functools.partial(self.make_activation, template_for_stage(template, index, len(blocks)))
             shortcut = None
             if stride != 1 or channels != width:
                 shortcut = spiking_downsample(channels, width, stride, downsample)
@@ -193,12 +238,13 @@ class SpikingResNet(nn.Module):
         raise ConfigurationError(f"stem must be 'cifar', 'cifar_deep' or 'imagenet', got {kind!r}")
 
     def make_activation(self, neuron: nn.Module, channels: int) -> nn.Module:
-        """Return the activation of a layer with ``channels`` channels: a deep copy of the neuron template.
+        """Return the activation of a layer with ``channels`` channels, built from the stage's neuron template.
 
-        Subclasses override this to put a channel-dependent module (e.g. attention on the
-        current) in front of the neuron; it is called during ``__init__``.
+        Calls :func:`build_activation`: ``template.build(channels)`` when the template has it
+        (``STAA`` puts attention on the current in front of the neuron), else a deep copy.
+        Subclasses may override it; it is called during ``__init__``.
         """
-        return copy.deepcopy(neuron)
+        return build_activation(neuron, channels)
 
     @property
     def time_steps(self) -> int:
@@ -221,11 +267,26 @@ class SpikingResNet(nn.Module):
                 f"input has {x.shape[-3]} channels (shape {tuple(x.shape)}) but the model was built with "
                 f"in_channels={self.in_channels}; set the model's in_channels to {x.shape[-3]}"
             )
+        if min(x.shape[-2:]) < self.min_input_size:
+            raise ConfigurationError(
+                f"input images are {x.shape[-2]}×{x.shape[-1]} (shape {tuple(x.shape)}) but this network's stem pools "
+                f"by 2 and needs at least {self.min_input_size}×{self.min_input_size}, or its feature maps shrink to "
+                f"0×0; use larger images or an architecture with the 3×3 'cifar' stem (resnet_mini, resnet19)"
+            )
         return self.encoder(x) if x.ndim == 4 else x
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Return the last stage's spikes ``[T, B, C, h, w]`` (before pooling) for ``[B,C,H,W]`` or ``[T,B,C,H,W]``."""
-        return self.stages(self.stem(self._as_sequence(x)))
+        features = self.stem(self._as_sequence(x))
+        if not (self.checkpoint_blocks and torch.is_grad_enabled()):
+            return self.stages(features)
+        for stage in self.stages:
+            for block in stage:
+                features = checkpoint(
+                    block, features, use_reentrant=False,
+                    context_fn=lambda block=block: (contextlib.nullcontext(), _restoring_buffers(block)),
+                )
+        return features
 
     def forward_head(self, features: Tensor) -> Tensor:
         """Return per-step logits ``[T, B, classes]`` from the last stage's spikes: spatial mean, then the FC layer."""
@@ -236,119 +297,46 @@ class SpikingResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def spiking_resnet19(
-    num_classes: int,
-    in_channels: int = 3,
-    time_steps: int = 4,
-    width_multiplier: float = 1.0,
-    neuron: nn.Module | None = None,
-) -> SpikingResNet:
+# Layer plans of the named networks; the remaining SpikingResNet arguments come from the caller.
+_LAYOUTS: dict[str, dict] = {
+    "resnet19": dict(blocks=(3, 3, 2), widths=(128, 256, 512), strides=(1, 2, 2), stem="cifar", downsample="conv"),
+    "resnet20": dict(
+        blocks=(2, 2, 2, 2), widths=(64, 128, 256, 512), strides=(1, 2, 2, 2), stem="cifar_deep", downsample="avgpool_conv"
+    ),
+    "resnet18": dict(blocks=(2, 2, 2, 2), widths=(64, 128, 256, 512), strides=(1, 2, 2, 2), stem="imagenet", downsample="conv"),
+    "resnet34": dict(blocks=(3, 4, 6, 3), widths=(64, 128, 256, 512), strides=(1, 2, 2, 2), stem="imagenet", downsample="conv"),
+    "resnet_mini": dict(blocks=(1, 1), widths=(32, 64), strides=(1, 2), stem="cifar", downsample="conv"),
+}
+
+
+def spiking_resnet19(num_classes: int, **options: Any) -> SpikingResNet:
     """Return the CIFAR ResNet-19 (tdBN, TET, STAA-SNN): conv3×3 128 stem, stages 3/3/2 of widths 128/256/512."""
-    return SpikingResNet(
-        num_classes,
-        blocks=(3, 3, 2),
-        widths=(128, 256, 512),
-        strides=(1, 2, 2),
-        stem="cifar",
-        downsample="conv",
-        in_channels=in_channels,
-        time_steps=time_steps,
-        width_multiplier=width_multiplier,
-        neuron=neuron,
-    )
+    return SpikingResNet(num_classes, **_LAYOUTS["resnet19"], **options)
 
 
-def spiking_resnet20(
-    num_classes: int,
-    in_channels: int = 3,
-    time_steps: int = 4,
-    width_multiplier: float = 1.0,
-    neuron: nn.Module | None = None,
-) -> SpikingResNet:
+def spiking_resnet20(num_classes: int, **options: Any) -> SpikingResNet:
     """Return FSTA-SNN's ResNet-20 variant (CIFAR-10, DVS): 3× conv3×3 + AvgPool 2 stem, stages 2/2/2/2, 64–512."""
-    return SpikingResNet(
-        num_classes,
-        blocks=(2, 2, 2, 2),
-        widths=(64, 128, 256, 512),
-        strides=(1, 2, 2, 2),
-        stem="cifar_deep",
-        downsample="avgpool_conv",
-        in_channels=in_channels,
-        time_steps=time_steps,
-        width_multiplier=width_multiplier,
-        neuron=neuron,
-    )
+    return SpikingResNet(num_classes, **_LAYOUTS["resnet20"], **options)
 
 
-def spiking_resnet18(
-    num_classes: int,
-    in_channels: int = 3,
-    time_steps: int = 4,
-    width_multiplier: float = 1.0,
-    neuron: nn.Module | None = None,
-) -> SpikingResNet:
+def spiking_resnet18(num_classes: int, **options: Any) -> SpikingResNet:
     """Return the ImageNet spiking ResNet-18: conv7×7/2 64 stem + AvgPool(3, 2, 1), stages 2/2/2/2 of 64–512.
 
     The stem pools with an average, not torchvision's max: average pooling is linear, so it
     merges with the next convolution into one weighted sum over binary spikes (accumulates
     only), keeping the network spike-driven and the energy count (SOPs) meaningful.
     """
-    return SpikingResNet(
-        num_classes,
-        blocks=(2, 2, 2, 2),
-        widths=(64, 128, 256, 512),
-        strides=(1, 2, 2, 2),
-        stem="imagenet",
-        downsample="conv",
-        in_channels=in_channels,
-        time_steps=time_steps,
-        width_multiplier=width_multiplier,
-        neuron=neuron,
-    )
+    return SpikingResNet(num_classes, **_LAYOUTS["resnet18"], **options)
 
 
-def spiking_resnet34(
-    num_classes: int,
-    in_channels: int = 3,
-    time_steps: int = 4,
-    width_multiplier: float = 1.0,
-    neuron: nn.Module | None = None,
-) -> SpikingResNet:
+def spiking_resnet34(num_classes: int, **options: Any) -> SpikingResNet:
     """Return the ImageNet spiking ResNet-34: as :func:`spiking_resnet18` (AvgPool stem) with stages 3/4/6/3."""
-    return SpikingResNet(
-        num_classes,
-        blocks=(3, 4, 6, 3),
-        widths=(64, 128, 256, 512),
-        strides=(1, 2, 2, 2),
-        stem="imagenet",
-        downsample="conv",
-        in_channels=in_channels,
-        time_steps=time_steps,
-        width_multiplier=width_multiplier,
-        neuron=neuron,
-    )
+    return SpikingResNet(num_classes, **_LAYOUTS["resnet34"], **options)
 
 
-def spiking_resnet_mini(
-    num_classes: int,
-    in_channels: int = 3,
-    time_steps: int = 4,
-    width_multiplier: float = 1.0,
-    neuron: nn.Module | None = None,
-) -> SpikingResNet:
+def spiking_resnet_mini(num_classes: int, **options: Any) -> SpikingResNet:
     """Return a small spiking ResNet for tiny inputs (8×8 digits, CPU quickstart): stages 1/1 of widths 32/64."""
-    return SpikingResNet(
-        num_classes,
-        blocks=(1, 1),
-        widths=(32, 64),
-        strides=(1, 2),
-        stem="cifar",
-        downsample="conv",
-        in_channels=in_channels,
-        time_steps=time_steps,
-        width_multiplier=width_multiplier,
-        neuron=neuron,
-    )
+    return SpikingResNet(num_classes, **_LAYOUTS["resnet_mini"], **options)
 
 
 SPIKING_ARCHITECTURES: dict[str, Callable[..., SpikingResNet]] = {

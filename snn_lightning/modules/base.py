@@ -48,27 +48,33 @@ class ClassifierModule(L.LightningModule):
         """Return the ``[B, classes]`` logits a prediction is made from."""
         raise NotImplementedError
 
-    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
-        images, targets = batch
-        outputs = self(images)
-        loss = self.loss(outputs, targets)
-        logits = self.class_logits(outputs).detach()
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(targets))
+    def log_loss_and_accuracy(self, stage: str, loss: Tensor, logits: Tensor, targets: Tensor) -> None:
+        """Log ``{stage}/loss`` (per step in training, per epoch always) and the top-k accuracies of the ``[B, classes]`` logits."""
+        # sync_dist: under DDP the epoch loss is the mean over every rank's samples, not rank 0's shard.
+        self.log(
+            f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True
+        )
         for k in self.top_ks:
             metric = self.accuracy[f"{stage}_{k}"]
             metric(logits, targets)
             name = f"{stage}/acc" if k == 1 else f"{stage}/acc_top{k}"
             self.log(name, metric, on_step=False, on_epoch=True, prog_bar=k == 1)
-        return loss
+
+    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
+        images, targets = batch
+        outputs = self(images)
+        loss = self.loss(outputs, targets)
+        self.log_loss_and_accuracy(stage, loss, self.class_logits(outputs).detach(), targets)
+        # Callbacks receive this dict as `outputs` (per-step logits for PerStepAccuracy).
+        return {"loss": loss, "outputs": outputs.detach()}
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")
+        return self._shared_step(batch, "train")["loss"]
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         return self._shared_step(batch, "val")
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         return self._shared_step(batch, "test")
 
     def predict_step(self, batch: tuple[Tensor, Tensor] | Tensor, batch_idx: int) -> dict[str, Tensor]:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal
 
+import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
 from snn_lightning.distill.losses import mean_ce, per_step_ce
 from snn_lightning.errors import ConfigurationError
-from snn_lightning.models import SPIKING_ARCHITECTURES, SpikingArchitecture
+from snn_lightning.models import SPIKING_ARCHITECTURES, STAA, Complexity, SpikingArchitecture, measure_complexity
 from snn_lightning.modules.base import ClassifierModule
 from snn_lightning.neurons import SpikingNeuron
+from snn_lightning.neurons.kernels import compact_spikes
 
 __all__ = ["SNNClassifier"]
 
@@ -28,11 +31,13 @@ class SNNClassifier(ClassifierModule):
         in_channels: int = 3,
         time_steps: int = 4,
         width_multiplier: float = 1.0,
-        neuron: SpikingNeuron | None = None,
+        neuron: SpikingNeuron | STAA | None = None,
         loss: Literal["mean_ce", "per_step_ce"] = "mean_ce",
         label_smoothing: float = 0.0,
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
+        checkpoint_blocks: bool = False,
+        compact_spikes: bool = False,
     ) -> None:
         """
         Args:
@@ -41,23 +46,31 @@ class SNNClassifier(ClassifierModule):
             in_channels: input channels; the CLI links it from ``data.in_channels``.
             time_steps: simulation steps T; may be changed for evaluation (``--model.time_steps 2``).
             width_multiplier: scales every layer's channel count.
-            neuron: neuron template copied into every spiking layer; null means ``LIF(tau=2.0)``.
+            neuron: neuron template for every spiking layer: LIF, PLIF, AdaptiveLIF, or STAA (STAA-SNN's aggregator); null means ``LIF(tau=2.0)``.
             loss: ``mean_ce`` (CE of the time-mean logits) or ``per_step_ce`` (mean of every step's CE, TET).
             label_smoothing: label smoothing of the cross-entropy (0.1 in the paper recipes).
             optimizer: optimizer factory; null means SGD(lr=0.1, momentum=0.9, weight_decay=5e-4).
             lr_scheduler: scheduler factory; null means cosine annealing over ``trainer.max_epochs``.
+            checkpoint_blocks: in training keep only each residual block's input and recompute the block in backward (less memory, more time).
+            compact_spikes: in training keep the spikes that layers save for backward as bool, 1 byte instead of 4 (eager mode only).
         """
         super().__init__(num_classes, optimizer, lr_scheduler)
         if time_steps < 1:
             raise ConfigurationError(f"model.time_steps must be >= 1, got {time_steps}; set e.g. --model.time_steps 4")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        if neuron is not None and self.hparams.get("neuron") is neuron:
+            # A neuron object given in Python would be pickled into checkpoints, which weights_only loading
+            # refuses; pass it again to load_from_checkpoint. The CLI stores its config instead, which is kept.
+            del self.hparams["neuron"]
         self.network = SPIKING_ARCHITECTURES[arch](
             num_classes=num_classes,
             in_channels=in_channels,
             time_steps=time_steps,
             width_multiplier=width_multiplier,
             neuron=neuron,
+            checkpoint_blocks=checkpoint_blocks,
         )
+        self.compact_spikes = compact_spikes
         self.loss_fn = LOSSES[loss]
         self.label_smoothing = label_smoothing
 
@@ -72,7 +85,19 @@ class SNNClassifier(ClassifierModule):
 
     def forward(self, images: Tensor) -> Tensor:
         """Return logits ``[T, B, classes]`` for images ``[B, C, H, W]`` or frames ``[T, B, C, H, W]``."""
-        return self.network(images)
+        with compact_spikes() if self.compact_spikes and torch.is_grad_enabled() else contextlib.nullcontext():
+            return self.network(images)
+
+    def complexity(self, images: Tensor) -> Complexity:
+        """Return the network's parameter count and MACs per sample for inputs shaped like the batch ``images``."""
+        if images.ndim == 5:  # event frames [T, B, C, H, W] bring their own T
+            return measure_complexity(self.network, images[:, :1], images.shape[0])
+        return measure_complexity(self.network, images[:1], self.time_steps)
+
+    def on_train_batch_start(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        """Print the parameter count and MACs once, at the first training batch (right after the model summary)."""
+        if self.global_step == 0 and batch_idx == 0:
+            self.print(f"model complexity: {self.complexity(batch[0])}")
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return self.loss_fn(outputs, targets, self.label_smoothing)

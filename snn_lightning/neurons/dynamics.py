@@ -11,8 +11,9 @@ Per neuron, ``t = 1..T`` (SpikingJelly's convention):
 * reset: hard ``V[t] = H[t] (1 - S[t]) + V_reset S[t]``; soft (``v_reset=None``)
   ``V[t] = H[t] - V_th S[t]``.
 
-The membrane starts at ``V_reset`` (0 for soft reset). ``k = 0`` with ``decay_input=False``
-is the integrate-and-fire neuron.
+The membrane starts at ``V_reset`` (0 for soft reset) and is kept in float32 (float64 for
+float64 input) whatever the input precision. ``k = 0`` with ``decay_input=False`` is the
+integrate-and-fire neuron.
 """
 
 from __future__ import annotations
@@ -22,7 +23,21 @@ from torch import Tensor
 
 from snn_lightning.neurons.surrogate import Surrogate
 
-__all__ = ["lif_multistep"]
+__all__ = ["lif_multistep", "charge", "reset"]
+
+
+def charge(v: Tensor, x: Tensor, inv_tau: float | Tensor, v_rest: float, decay_input: bool) -> Tensor:
+    """Return the pre-spike membrane ``H[t]`` from ``V[t-1]`` and the input ``X[t]`` (the op order every backend keeps)."""
+    if decay_input:
+        return v + (x - (v - v_rest)) * inv_tau
+    return v - (v - v_rest) * inv_tau + x
+
+
+def reset(h: Tensor, spikes: Tensor, v_threshold: float, v_reset: float | None) -> Tensor:
+    """Return ``V[t]`` after the spikes ``S[t]`` (0/1 in the dtype of ``h``) reset ``H[t]``: hard, or soft if ``v_reset`` is None."""
+    if v_reset is None:
+        return h - v_threshold * spikes
+    return h * (1 - spikes) + v_reset * spikes
 
 
 def lif_multistep(
@@ -39,18 +54,13 @@ def lif_multistep(
     ``inv_tau`` is ``1/tau``: a float, or a tensor broadcastable to one step (learnable leak).
     """
     rest = 0.0 if v_reset is None else v_reset
-    v = x_seq.new_full(x_seq.shape[1:], rest)
+    # bfloat16/float16 inputs are integrated in a float32 membrane, as in the fused kernels.
+    state_dtype = torch.promote_types(x_seq.dtype, torch.float32)
+    v = x_seq.new_full(x_seq.shape[1:], rest, dtype=state_dtype)
     spikes = []
     for x in x_seq:
-        if decay_input:
-            h = v + (x - (v - rest)) * inv_tau
-        else:
-            h = v - (v - rest) * inv_tau + x
+        h = charge(v, x.to(state_dtype), inv_tau, rest, decay_input)
         s = surrogate(h - v_threshold)
-        s_reset = s.detach() if detach_reset else s
-        if v_reset is None:
-            v = h - v_threshold * s_reset
-        else:
-            v = h * (1 - s_reset) + v_reset * s_reset
+        v = reset(h, s.detach() if detach_reset else s, v_threshold, v_reset)
         spikes.append(s)
-    return torch.stack(spikes)
+    return torch.stack(spikes).to(x_seq.dtype)

@@ -2,7 +2,8 @@
 
 Each module maps input currents ``[T, ...]`` to binary spikes ``[T, ...]`` and keeps no state
 between calls: every forward starts from the resting membrane. The dynamics live in
-:func:`snn_lightning.neurons.dynamics.lif_multistep`; the modules only hold parameters.
+:func:`snn_lightning.neurons.dynamics.lif_multistep`; the modules only hold parameters and the
+``backend`` that computes them (:mod:`snn_lightning.neurons.kernels`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from snn_lightning.neurons.dynamics import lif_multistep
+from snn_lightning.neurons.kernels.dispatch import BACKENDS, Backend, lif_multistep_backend
 from snn_lightning.neurons.surrogate import ATan, Surrogate
 
 __all__ = ["SpikingNeuron", "LIF", "PLIF", "IF"]
@@ -29,33 +30,42 @@ class SpikingNeuron(nn.Module):
         v_reset: float | None,
         detach_reset: bool,
         surrogate: Surrogate | None,
+        backend: Backend = "auto",
     ) -> None:
         super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown LIF backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.v_threshold = float(v_threshold)
         self.v_reset = None if v_reset is None else float(v_reset)
         self.detach_reset = detach_reset
         self.surrogate = ATan() if surrogate is None else surrogate
+        self.backend = backend
 
     def inv_tau(self) -> float | Tensor:
         """Return the leak ``1/tau`` used in the charge equation."""
         raise NotImplementedError
 
-    def forward(self, x_seq: Tensor) -> Tensor:
-        """Return spikes ``[T, ...]`` for input currents ``[T, ...]``."""
-        return lif_multistep(
+    def multistep(self, x_seq: Tensor, inv_tau: float | Tensor) -> Tensor:
+        """Return spikes ``[T, ...]`` for input currents ``[T, ...]`` and leak ``inv_tau``, on this neuron's backend."""
+        return lif_multistep_backend(
             x_seq,
-            self.inv_tau(),
+            inv_tau,
             self.v_threshold,
             self.v_reset,
             self.decay_input,
             self.detach_reset,
             self.surrogate,
+            self.backend,
         )
+
+    def forward(self, x_seq: Tensor) -> Tensor:
+        """Return spikes ``[T, ...]`` for input currents ``[T, ...]``."""
+        return self.multistep(x_seq, self.inv_tau())
 
     def extra_repr(self) -> str:
         return (
             f"v_threshold={self.v_threshold}, v_reset={self.v_reset}, decay_input={self.decay_input}, "
-            f"detach_reset={self.detach_reset}, surrogate={self.surrogate}"
+            f"detach_reset={self.detach_reset}, surrogate={self.surrogate}, backend={self.backend!r}"
         )
 
 
@@ -70,6 +80,7 @@ class LIF(SpikingNeuron):
         decay_input: bool = True,
         detach_reset: bool = False,
         surrogate: Surrogate | None = None,
+        backend: Backend = "auto",
     ) -> None:
         """
         Args:
@@ -79,8 +90,9 @@ class LIF(SpikingNeuron):
             decay_input: scale the input by ``1/tau`` too (SpikingJelly's default) or add it unscaled.
             detach_reset: stop gradients through the reset path, as in SpikingJelly.
             surrogate: surrogate derivative for the spike in the backward pass; null means ``ATan(alpha=2.0)``.
+            backend: "reference" loop, "fused" node (C++ kernel on CPU), "triton" (CUDA), or "auto" (triton on CUDA, else fused).
         """
-        super().__init__(v_threshold, v_reset, detach_reset, surrogate)
+        super().__init__(v_threshold, v_reset, detach_reset, surrogate, backend)
         if tau <= 1.0:
             raise ValueError(f"LIF tau must be > 1 so the leak 1/tau lies in (0, 1), got tau={tau}")
         self.tau = float(tau)
@@ -104,6 +116,7 @@ class PLIF(SpikingNeuron):
         decay_input: bool = True,
         detach_reset: bool = False,
         surrogate: Surrogate | None = None,
+        backend: Backend = "auto",
     ) -> None:
         """
         Args:
@@ -113,8 +126,9 @@ class PLIF(SpikingNeuron):
             decay_input: scale the input by ``1/tau`` too or add it unscaled.
             detach_reset: stop gradients through the reset path.
             surrogate: surrogate derivative for the spike in the backward pass; null means ``ATan(alpha=2.0)``.
+            backend: "reference" loop, "fused" node (C++ kernel on CPU), "triton" (CUDA), or "auto" (triton on CUDA, else fused).
         """
-        super().__init__(v_threshold, v_reset, detach_reset, surrogate)
+        super().__init__(v_threshold, v_reset, detach_reset, surrogate, backend)
         if init_tau <= 1.0:
             raise ValueError(f"PLIF init_tau must be > 1, got {init_tau}")
         self.decay_input = decay_input
@@ -143,6 +157,7 @@ class IF(SpikingNeuron):
         v_reset: float | None = 0.0,
         detach_reset: bool = False,
         surrogate: Surrogate | None = None,
+        backend: Backend = "auto",
     ) -> None:
         """
         Args:
@@ -150,8 +165,9 @@ class IF(SpikingNeuron):
             v_reset: potential after a spike (hard reset); null subtracts the threshold (soft reset).
             detach_reset: stop gradients through the reset path.
             surrogate: surrogate derivative for the spike in the backward pass; null means ``ATan(alpha=2.0)``.
+            backend: "reference" loop, "fused" node (C++ kernel on CPU), "triton" (CUDA), or "auto" (triton on CUDA, else fused).
         """
-        super().__init__(v_threshold, v_reset, detach_reset, surrogate)
+        super().__init__(v_threshold, v_reset, detach_reset, surrogate, backend)
 
     def inv_tau(self) -> float:
         return 0.0

@@ -1,0 +1,236 @@
+"""Safety of long runs: stop on a NaN loss, replay epochs exactly on resume, write checkpoints atomically, check output folders.
+
+The CLI turns all of them on (``NaNGuard`` and ``EpochSeed`` as default callbacks,
+``AtomicCheckpointIO`` as the checkpoint writer, ``check_output_dirs`` before a run); with a plain
+``Trainer`` add them yourself.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning_utilities.core.apply_func import apply_to_collection
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from snn_lightning.errors import NonFiniteLossError, OutputDirError
+
+__all__ = ["AtomicCheckpointIO", "EpochSeed", "NaNGuard", "check_output_dirs", "checkpoint_size", "latest_checkpoint"]
+
+MiB = 2**20
+# Room left for logs, plots and the config beside the checkpoints.
+LOG_HEADROOM = 64 * MiB
+
+
+class NaNGuard(L.Callback):
+    """Stop training at the first step whose loss is NaN or infinite, before that step changes the weights.
+
+    The check runs just before the backward pass, so the weights, the optimizer state and every
+    checkpoint already written stay as they were after the last good step. The error names the
+    global step, the epoch and batch, every ``train/…`` term logged in that step with its value,
+    and the last checkpoint to resume from. Under DDP the ranks agree (one all-reduce of a flag),
+    so they all stop together.
+    """
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor) -> None:
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if trainer.strategy.reduce_boolean_decision(not finite, all=False):
+            raise NonFiniteLossError(_non_finite_message(trainer, loss))
+
+
+def _step_terms(trainer: L.Trainer) -> dict[str, float]:
+    """Return the ``train/…`` values logged in the current step (``train/ce_step`` reads as ``train/ce``)."""
+    terms = {}
+    for name, value in trainer.callback_metrics.items():
+        if name.startswith("train/") and not name.endswith("_epoch") and isinstance(value, Tensor) and value.numel() == 1:
+            terms[name.removesuffix("_step")] = value.item()
+    return terms
+
+
+def latest_checkpoint(trainer: L.Trainer) -> str | None:
+    """Return the path of the checkpoint the trainer's first ModelCheckpoint wrote last (``last.ckpt`` or its best), if any."""
+    for callback in trainer.checkpoint_callbacks:
+        path = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
+        if path:
+            return path
+    return None
+
+
+def _non_finite_message(trainer: L.Trainer, loss: Tensor) -> str:
+    """Return the NaNGuard error: where it happened, which terms are not finite, and where to resume from."""
+    terms = _step_terms(trainer)
+    bad = [f"{name}={value}" for name, value in sorted(terms.items()) if not np.isfinite(value)]
+    good = [f"{name}={value:.4g}" for name, value in sorted(terms.items()) if np.isfinite(value)]
+    local = loss.detach().float()
+    where = (
+        f"at global step {trainer.global_step} (epoch {trainer.current_epoch}, "
+        f"batch {trainer.fit_loop.epoch_loop.batch_idx})"
+    )
+    if bad:
+        what = f"non-finite loss: {', '.join(bad)}" + (f" (finite: {', '.join(good)})" if good else "")
+    elif bool(torch.isfinite(local).all()):
+        what = "the loss of another DDP rank is not finite"
+    else:
+        what = f"the training loss is {local.flatten()[0].item()} (no term logged as train/… is non-finite)"
+    saved = latest_checkpoint(trainer)
+    resume = f"resume from the untouched checkpoint with --ckpt_path {saved}" if saved else "no checkpoint was written yet"
+    return (
+        f"{what} {where}; training stopped before this step changed the weights; {resume}; lower the learning rate "
+        f"(model.init_args.optimizer) or set trainer.gradient_clip_val"
+    )
+
+
+class EpochSeed(L.Callback):
+    """Seed torch, numpy and ``random`` at the start of every training epoch from ``(seed, epoch)``.
+
+    An epoch's shuffling, augmentation and dropout then depend only on the seed and the epoch
+    number, not on what ran before it, so a run resumed from an end-of-epoch checkpoint replays
+    the following epochs exactly (with ``num_workers: 0``; workers draw from their own generators).
+    The train loaders also get a private generator for the base seed their iterator draws, so the
+    global stream after the seeding is the same whether Lightning created the epoch's iterator
+    before this hook (first epoch of a run, resume) or after it (later epochs). The seed is stored
+    in checkpoints and restored on resume.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        """
+        Args:
+            seed: base seed; null takes the one ``seed_everything`` set, and without one epochs are not reseeded.
+        """
+        self.seed = seed
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.seed is None and os.environ.get("PL_GLOBAL_SEED"):
+            self.seed = int(os.environ["PL_GLOBAL_SEED"])
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.seed is None:
+            return
+        apply_to_collection(trainer.train_dataloader, DataLoader, self._give_generator)
+        epoch_seed = int(np.random.SeedSequence([self.seed, trainer.current_epoch]).generate_state(1)[0])
+        random.seed(epoch_seed)
+        np.random.seed(epoch_seed)
+        torch.manual_seed(epoch_seed)
+
+    def _give_generator(self, loader: DataLoader) -> None:
+        if loader.generator is None:
+            loader.generator = torch.Generator().manual_seed(self.seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.seed = state_dict["seed"]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write a checkpoint to a temporary file beside its target, fsync it, then rename it over the target.
+
+    A process killed while saving leaves the previous checkpoint whole (and a hidden
+    ``.<name>.<pid>.<id>.tmp`` file beside it, removed by the next save). Lightning's own writer stages the file in the
+    system temporary folder and moves it, which is a copy, not a rename, when that folder is on
+    another disk than the checkpoints (the rule on clusters). Remote paths (``s3://…``) keep
+    Lightning's writer.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike[str], storage_options: Any = None) -> None:
+        if "://" in str(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            # os.open with 0o666 lets the umask set the permissions, as for any other file the run writes.
+            with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, target)
+            # Left by a process killed while saving: one process (rank 0) writes a given checkpoint at a time.
+            for stale in target.parent.glob(f".{target.name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+        except BaseException as error:
+            temporary.unlink(missing_ok=True)
+            if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+                raise OutputDirError(
+                    f"the disk is full while writing checkpoint {target}; the previous {target.name} is intact; "
+                    f"free space on that disk or point the ModelCheckpoint dirpath elsewhere"
+                ) from error
+            raise
+
+
+def _output_dirs(trainer: L.Trainer) -> dict[Path, str]:
+    """Return the local folders the run writes to, each with the setting that chooses it."""
+    dirs = [(trainer.default_root_dir, "trainer.default_root_dir")]
+    dirs += [(logger.save_dir, "trainer.logger.init_args.save_dir") for logger in trainer.loggers]
+    dirs += [
+        (callback.dirpath, "the ModelCheckpoint dirpath in trainer.callbacks")
+        for callback in trainer.checkpoint_callbacks
+        if isinstance(callback, ModelCheckpoint)
+    ]
+    found: dict[Path, str] = {}
+    for folder, setting in dirs:
+        if folder and "://" not in str(folder):
+            found.setdefault(Path(folder).expanduser().absolute(), setting)
+    return found
+
+
+def _nearest_existing(folder: Path) -> Path:
+    """Return ``folder`` or its closest ancestor that exists (where the run will create the rest)."""
+    while not folder.exists():
+        folder = folder.parent
+    return folder
+
+
+def checkpoint_size(module: torch.nn.Module) -> int:
+    """Return the estimated bytes of one training checkpoint of ``module``: its tensors three times (weights + optimizer state)."""
+    return 3 * sum(tensor.numel() * tensor.element_size() for tensor in module.state_dict().values())
+
+
+def check_output_dirs(trainer: L.Trainer, module: torch.nn.Module | None = None) -> None:
+    """Raise :class:`OutputDirError` unless every log and checkpoint folder of ``trainer`` can be written and has room.
+
+    Writes (and removes) a small file in each folder, or in its closest existing ancestor when the
+    folder is not there yet, so no folder is created. The room needed is 64 MiB for logs, plus two
+    checkpoints of ``module`` (the new one is written beside the old) when it is given (for fit).
+
+    Args:
+        trainer: the trainer whose default_root_dir, loggers and ModelCheckpoint folders are checked.
+        module: the model to be checkpointed; None checks for log room only (validate, test, predict).
+    """
+    min_free_bytes = LOG_HEADROOM + (2 * checkpoint_size(module) if module is not None else 0)
+    for folder, setting in _output_dirs(trainer).items():
+        existing = _nearest_existing(folder)
+        if not existing.is_dir():
+            raise OutputDirError(f"output folder {folder} cannot be created: {existing} is a file; change {setting}")
+        try:
+            with tempfile.TemporaryFile(dir=existing, prefix=".snn-lightning-write-test-") as file:
+                file.write(b"\0" * 4096)
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as error:
+            raise OutputDirError(
+                f"output folder {folder} is not writable ({error.strerror or error} in {existing}); "
+                f"fix its permissions or change {setting}"
+            ) from error
+        free = shutil.disk_usage(existing).free
+        if free < min_free_bytes:
+            raise OutputDirError(
+                f"only {free / MiB:.0f} MiB are free on the disk of output folder {folder} but the run needs about "
+                f"{min_free_bytes / MiB:.0f} MiB (logs and two checkpoints); free space or change {setting}"
+            )

@@ -1,0 +1,57 @@
+"""The dataloaders every data module of the package serves over the splits its ``setup`` builds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["SplitDataModule"]
+
+
+class SplitDataModule(lightning.LightningDataModule):
+    """Base of the data modules: shuffled train loader, fixed-order val/test/predict loaders (predict reads the test split).
+
+    Subclasses set ``batch_size``, ``num_workers``, ``pin_memory`` and, in ``setup``, ``train_set``,
+    ``val_set`` and ``test_set``; ``collate_fn`` (None: PyTorch's) batches the samples.
+    """
+
+    collate_fn: Callable[[list[Any]], Any] | None = None
+    batch_size: int
+    num_workers: int
+    pin_memory: bool
+    train_set: Dataset | None = None
+    val_set: Dataset | None = None
+    test_set: Dataset | None = None
+
+    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+        """Return a dataloader over ``dataset`` with this module's batch and worker settings."""
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() must run before its dataloaders are requested")
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=self.collate_fn,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Return the shuffled, augmented training batches."""
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Return the validation batches (held-out training samples, or the test split when val_fraction is 0)."""
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Return the test split batches."""
+        return self._loader(self.test_set, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """Return the test split batches for prediction."""
+        return self._loader(self.test_set, shuffle=False)

@@ -1,0 +1,252 @@
+"""Knowledge-distillation methods as Lightning callbacks, listed under ``trainer.callbacks`` in YAML.
+
+They act on a :class:`~snn_lightning.modules.DistillationModule`: in every training step the module
+hands each one a :class:`DistillationOutputs` (student per-step logits and features, teacher
+logits and features, targets) and sums the named loss terms they return, logging each as
+``train/<name>``. Choose at most one logit method (``ClassicalKD`` or ``TSERKD``: each replaces the
+cross-entropy by its own CE + KD terms) and any feature method (``FeatureKD``, ``BlurredFeatureKD``)
+beside it; with none the student trains on its plain cross-entropy.
+
+    trainer:
+      callbacks:
+        - class_path: snn_lightning.distill.TSERKD
+          init_args: {alpha: 0.5, tau: 4.0, entropy_weight: 0.01}
+        - class_path: snn_lightning.distill.FeatureKD
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Protocol, runtime_checkable
+
+import lightning as L
+from torch import Tensor, nn
+
+from snn_lightning.distill.losses import (
+    blurred_feature_kd_loss,
+    classical_kd_terms,
+    feature_kd_loss,
+    tser_terms,
+)
+from snn_lightning.errors import ConfigurationError
+
+__all__ = [
+    "BlurredFeatureKD",
+    "ClassicalKD",
+    "DistillationHost",
+    "DistillationOutputs",
+    "FeatureKD",
+    "KDCallback",
+    "TSERKD",
+]
+
+
+@dataclass(frozen=True)
+class DistillationOutputs:
+    """One training batch as the KD callbacks see it."""
+
+    student_logits: Tensor
+    """Student logits of every step ``[T, B, classes]``."""
+    student_features: Tensor
+    """Student's last-stage spikes ``[T, B, C_s, h, w]``."""
+    teacher_logits: Tensor
+    """Teacher logits ``[B, classes]`` (computed without gradient)."""
+    teacher_features: Tensor
+    """Teacher's last-stage feature map ``[B, C_t, h', w']`` (computed without gradient)."""
+    targets: Tensor
+    """Class labels ``[B]``."""
+
+
+@runtime_checkable
+class DistillationHost(Protocol):
+    """What a KD callback needs from the LightningModule it trains (``DistillationModule`` provides it)."""
+
+    label_smoothing: float
+    distill_modules: nn.ModuleDict
+
+    def feature_channels(self) -> tuple[int, int]:
+        """Return the channel counts of the student's and the teacher's feature maps."""
+
+    def register_distill_module(self, name: str, module: nn.Module) -> None:
+        """Add ``module`` under ``distill_modules[name]``, so it is trained and checkpointed with the student."""
+
+
+def _check_alpha_tau(callback: str, alpha: float, tau: float) -> None:
+    """Raise a ConfigurationError naming ``callback`` when alpha is outside [0, 1] or tau is not positive."""
+    if not 0 <= alpha <= 1:
+        raise ConfigurationError(f"{callback}.alpha is {alpha}; set it in [0, 1] (the weight of the KD term, e.g. 0.5)")
+    if tau <= 0:
+        raise ConfigurationError(f"{callback}.tau is {tau}; set it > 0 (the softmax temperature, e.g. 4.0)")
+
+
+def _check_weight(callback: str, weight: float) -> None:
+    """Raise a ConfigurationError naming ``callback`` when a loss weight is negative."""
+    if weight < 0:
+        raise ConfigurationError(f"{callback}.weight is {weight}; set it >= 0 (e.g. 1.0)")
+
+
+class KDCallback(L.Callback):
+    """Base of the KD methods: :meth:`loss_terms` returns the weighted loss terms of one batch by name.
+
+    A method with learnable parts (adapters, generators) returns them from :meth:`build`; they are
+    registered with the module in ``setup`` (before ``configure_optimizers``), so they are trained
+    by the module's optimizer and saved in its checkpoints.
+    """
+
+    logit_kd: ClassVar[bool] = False
+    """True for methods that replace the student's cross-entropy; at most one may be used."""
+
+    @property
+    def name(self) -> str:
+        """The method's name: the key of its modules in ``distill_modules``."""
+        return type(self).__name__
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Check the module can be distilled and register this method's learnable modules with it (fit only)."""
+        if stage != "fit":
+            return
+        if not isinstance(pl_module, DistillationHost):
+            raise ConfigurationError(
+                f"trainer.callbacks has {self.name}, which distils a teacher into the student, but the model is "
+                f"{type(pl_module).__name__}; set model.class_path: snn_lightning.modules.DistillationModule"
+            )
+        if self.name in pl_module.distill_modules:  # set up before (a second fit of the same module)
+            return
+        module = self.build(pl_module)
+        if module is not None:
+            pl_module.register_distill_module(self.name, module)
+
+    def build(self, pl_module: DistillationHost) -> nn.Module | None:
+        """Return this method's learnable modules (None when it has none)."""
+        return None
+
+    def loss_terms(self, outputs: DistillationOutputs, pl_module: DistillationHost) -> dict[str, Tensor]:
+        """Return this method's weighted loss terms for one batch, by name (``ce``, ``kd``, ``entropy``, ``feat``)."""
+        raise NotImplementedError
+
+
+class ClassicalKD(KDCallback):
+    """Classical logit KD (Hinton et al.; the SNN baseline): CE and τ²·KL on the logits averaged over T.
+
+    Terms: ``ce = (1−α)·CE(z̄, y)``, ``kd = α·τ²·KL(p_T^τ ‖ softmax(z̄/τ))`` with z̄ the time-mean logits.
+    """
+
+    logit_kd = True
+
+    def __init__(self, alpha: float = 0.5, tau: float = 4.0) -> None:
+        """
+        Args:
+            alpha: weight of the KD term; the CE term gets 1 − alpha.
+            tau: softmax temperature of teacher and student (results are reported stable for 2 to 6).
+        """
+        _check_alpha_tau("ClassicalKD", alpha, tau)
+        self.alpha = alpha
+        self.tau = tau
+
+    def loss_terms(self, outputs: DistillationOutputs, pl_module: DistillationHost) -> dict[str, Tensor]:
+        return classical_kd_terms(
+            outputs.student_logits,
+            outputs.teacher_logits,
+            outputs.targets,
+            self.alpha,
+            self.tau,
+            pl_module.label_smoothing,
+        )
+
+
+class TSERKD(KDCallback):
+    """TSER (Yu et al., CVPR 2025): CE and KL on every time step's logits, minus an entropy regulariser.
+
+    Terms: ``ce = (1−α)·CE_ts``, ``kd = α·KL_ts``, ``entropy = −λ·H_ts`` (``papers/TSER-KD.md``).
+    The teacher's logits are the target of every step, so no step leans on the time average.
+    """
+
+    logit_kd = True
+
+    def __init__(self, alpha: float = 0.5, tau: float = 4.0, entropy_weight: float = 0.01) -> None:
+        """
+        Args:
+            alpha: weight of the per-step KL term; the per-step CE term gets 1 − alpha.
+            tau: softmax temperature of teacher and student (results are reported stable for 2 to 6).
+            entropy_weight: λ; the loss subtracts λ times the student's mean step entropy (0 turns it off, a negative value flips its sign).
+        """
+        _check_alpha_tau("TSERKD", alpha, tau)
+        self.alpha = alpha
+        self.tau = tau
+        self.entropy_weight = entropy_weight
+
+    def loss_terms(self, outputs: DistillationOutputs, pl_module: DistillationHost) -> dict[str, Tensor]:
+        return tser_terms(
+            outputs.student_logits,
+            outputs.teacher_logits,
+            outputs.targets,
+            self.alpha,
+            self.tau,
+            self.entropy_weight,
+            pl_module.label_smoothing,
+        )
+
+
+class FeatureKD(KDCallback):
+    """KDSNN feature KD (Xu et al., CVPR 2023): ``feat = weight·MSE(adapter(mean_t F_S), F_T)`` on the last stage.
+
+    The adapter is a 1×1 convolution from the student's to the teacher's channels, trained with the
+    student; the student map is area-resized to the teacher's size first. Combine with a logit method.
+    """
+
+    def __init__(self, weight: float = 1.0) -> None:
+        """
+        Args:
+            weight: weight of the feature MSE (a mean over elements; KDSNN's 7e-5 on a summed MSE per sample is about 0.57 for 512×4×4 teacher maps).
+        """
+        _check_weight("FeatureKD", weight)
+        self.weight = weight
+
+    def build(self, pl_module: DistillationHost) -> nn.Module:
+        student_channels, teacher_channels = pl_module.feature_channels()
+        return nn.Conv2d(student_channels, teacher_channels, kernel_size=1)
+
+    def loss_terms(self, outputs: DistillationOutputs, pl_module: DistillationHost) -> dict[str, Tensor]:
+        adapter = pl_module.distill_modules[self.name]
+        return {"feat": self.weight * feature_kd_loss(outputs.student_features, outputs.teacher_features, adapter)}
+
+
+class BlurredFeatureKD(KDCallback):
+    """BKDSNN blurred feature KD (Xu et al., ECCV 2024): regress the teacher map from a channel-masked student map.
+
+    ``feat = weight·MSE(generator(mask(adapter(mean_t F_S))), F_T)``: a 1×1 conv adapter to the
+    teacher's channels, channels zeroed with probability ``mask_ratio``, then conv3×3 – ReLU –
+    conv3×3. Adapter and generator are trained with the student. Combine with a logit method.
+    """
+
+    def __init__(self, weight: float = 1.0, mask_ratio: float = 0.15) -> None:
+        """
+        Args:
+            weight: weight of the feature MSE (a mean over elements).
+            mask_ratio: probability that a channel of a sample is zeroed before the generator (BKDSNN: 0.15).
+        """
+        _check_weight("BlurredFeatureKD", weight)
+        if not 0 <= mask_ratio < 1:
+            raise ConfigurationError(f"BlurredFeatureKD.mask_ratio is {mask_ratio}; set it in [0, 1), e.g. 0.15")
+        self.weight = weight
+        self.mask_ratio = mask_ratio
+
+    def build(self, pl_module: DistillationHost) -> nn.Module:
+        student_channels, teacher_channels = pl_module.feature_channels()
+        return nn.ModuleDict(
+            {
+                "adapter": nn.Conv2d(student_channels, teacher_channels, kernel_size=1),
+                "generator": nn.Sequential(
+                    nn.Conv2d(teacher_channels, teacher_channels, kernel_size=3, padding=1),
+                    nn.ReLU(inplace=True),
+                    nn.Conv2d(teacher_channels, teacher_channels, kernel_size=3, padding=1),
+                ),
+            }
+        )
+
+    def loss_terms(self, outputs: DistillationOutputs, pl_module: DistillationHost) -> dict[str, Tensor]:
+        parts = pl_module.distill_modules[self.name]
+        loss = blurred_feature_kd_loss(
+            outputs.student_features, outputs.teacher_features, parts["adapter"], parts["generator"], self.mask_ratio
+        )
+        return {"feat": self.weight * loss}

@@ -1,0 +1,85 @@
+"""Choose and run a LIF backend: the reference loop, the fused autograd node, or the Triton kernels."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from snn_lightning.neurons.dynamics import lif_multistep
+from snn_lightning.neurons.kernels.fused import FusedLIF
+from snn_lightning.neurons.kernels.memory import register_spikes
+from snn_lightning.neurons.surrogate import Surrogate
+
+__all__ = ["Backend", "BACKENDS", "resolve_backend", "lif_multistep_backend"]
+
+Backend = Literal["auto", "reference", "fused", "triton"]
+BACKENDS: tuple[str, ...] = ("auto", "reference", "fused", "triton")
+
+logger = logging.getLogger("snn_lightning")
+_announced: set[tuple[str, str]] = set()
+
+
+def _triton_importable() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def _triton_runs_on(device: torch.device) -> bool:
+    """Return whether the Triton kernels can run on ``device``: CUDA, or any tensor under ``TRITON_INTERPRET=1``."""
+    return _triton_importable() and (device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1")
+
+
+def resolve_backend(backend: Backend, device: torch.device, dtype: torch.dtype = torch.float32) -> str:
+    """Return the backend that runs: ``"reference"``, ``"fused"`` or ``"triton"`` (``"auto"`` resolved for ``device``).
+
+    ``"auto"`` takes Triton for CUDA tensors (float32/bfloat16/float16) when Triton is installed,
+    else the fused node (C++/OpenMP kernel on the CPU, a PyTorch loop elsewhere); the choice is
+    logged once per process.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown LIF backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        chosen = "triton" if device.type == "cuda" and dtype != torch.float64 and _triton_importable() else "fused"
+        if (chosen, device.type) not in _announced:
+            _announced.add((chosen, device.type))
+            logger.info("LIF backend 'auto' runs %r on %s tensors", chosen, device.type)
+        return chosen
+    if backend == "triton" and not _triton_runs_on(device):
+        reason = "triton is not installed" if not _triton_importable() else f"the input is on {device.type}, not CUDA"
+        raise RuntimeError(
+            f"LIF backend 'triton' cannot run: {reason}; use backend='fused' (any device) or 'auto', "
+            f"or set TRITON_INTERPRET=1 before importing triton to run the kernels on the CPU for testing"
+        )
+    return backend
+
+
+def lif_multistep_backend(
+    x_seq: Tensor,
+    inv_tau: float | Tensor,
+    v_threshold: float,
+    v_reset: float | None,
+    decay_input: bool,
+    detach_reset: bool,
+    surrogate: Surrogate,
+    backend: Backend = "auto",
+) -> Tensor:
+    """Return the spikes of :func:`~snn_lightning.neurons.dynamics.lif_multistep` computed by ``backend``.
+
+    Same arguments and results as the reference (spikes bit for bit, gradients to rounding); the
+    fused and Triton backends keep only the membrane ``H`` for backward.
+    """
+    chosen = resolve_backend(backend, x_seq.device, x_seq.dtype)
+    if chosen == "reference":
+        return register_spikes(lif_multistep(x_seq, inv_tau, v_threshold, v_reset, decay_input, detach_reset, surrogate))
+    if chosen == "triton":
+        implementation = "triton"
+    else:
+        implementation = "cpu" if x_seq.device.type == "cpu" else "torch"
+    if not isinstance(inv_tau, Tensor):
+        inv_tau = torch.full((), inv_tau, dtype=torch.float64, device=x_seq.device)
+    spikes = FusedLIF.apply(x_seq, inv_tau, v_threshold, v_reset, decay_input, detach_reset, surrogate, implementation)
+    return register_spikes(spikes)

@@ -1,0 +1,257 @@
+"""Fused multi-step LIF: one autograd node for all T steps, a hand-derived backward, only ``H`` saved.
+
+The reference loop (:func:`snn_lightning.neurons.dynamics.lif_multistep`) lets autograd record
+every step, keeping three ``[N]`` tensors per step (12 bytes per element in float32).
+:class:`FusedLIF` runs the same recurrence and keeps only the pre-spike membrane ``H [T, N]``
+(4 bytes per element) plus the leak: spikes and the post-reset membrane are recomputed from it
+in backward, which applies SpikingJelly's BPTT formulas (``shared/REFERENCES.md``). Three
+implementations compute forward and backward with the same arguments on a ``[T, N]`` view:
+
+* ``"torch"``: a loop of PyTorch ops (any device; also the CPU fallback without a compiler);
+* ``"cpu"``: the C++/OpenMP kernel of :mod:`.cpu`;
+* ``"triton"``: the Triton kernels of :mod:`.triton_lif` (CUDA).
+
+The membrane is kept in float32 (float64 for float64 input) whatever the input precision, so
+every implementation matches the reference in spikes bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from snn_lightning.neurons.dynamics import charge, reset
+from snn_lightning.neurons.surrogate import ATan, Rectangle, Sigmoid, Surrogate, Triangle
+
+__all__ = ["FusedLIF", "LeakLayout", "leak_layout", "surrogate_code", "IMPLEMENTATIONS", "implementation"]
+
+# Surrogate kinds the compiled kernels evaluate themselves; 0 means "derivative table computed in Python".
+TABLE = 0
+_SURROGATE_CODES: dict[type, tuple[int, str]] = {
+    ATan: (1, "alpha"),
+    Sigmoid: (2, "alpha"),
+    Rectangle: (3, "width"),
+    Triangle: (4, "width"),
+}
+
+
+def surrogate_code(surrogate: Surrogate) -> tuple[int, float]:
+    """Return ``(kind, parameter)`` for a kernel: a built-in surrogate's code, or ``(TABLE, 0.0)`` for any other."""
+    entry = _SURROGATE_CODES.get(type(surrogate))
+    if entry is None:
+        return TABLE, 0.0
+    code, parameter = entry
+    return code, float(getattr(surrogate, parameter))
+
+
+class LeakLayout(NamedTuple):
+    """The leak ``1/tau`` as a flat ``[channels]`` tensor; neuron ``n`` of a step uses ``(n // inner) % channels``."""
+
+    leak: Tensor
+    channels: int
+    inner: int
+
+
+def leak_layout(inv_tau: Tensor, step_shape: torch.Size, state_dtype: torch.dtype) -> LeakLayout:
+    """Return ``inv_tau`` (broadcastable to one step ``[B, C, ...]``) flattened for the kernels.
+
+    A scalar gives one channel; a tensor whose non-singleton dims are consecutive dims of the
+    step (``[C, 1, 1]`` per channel, ``[C, H, W]`` per neuron) is indexed in place; any other
+    broadcast is expanded to one value per neuron.
+    """
+    leak = inv_tau.detach().to(state_dtype)
+    if leak.numel() == 1:
+        return LeakLayout(leak.reshape(1), 1, 1)
+    shape = (1,) * (len(step_shape) - leak.ndim) + tuple(leak.shape)
+    dims = [dim for dim, size in enumerate(shape) if size != 1]
+    first, last = dims[0], dims[-1]
+    if all(shape[dim] == step_shape[dim] for dim in range(first, last + 1)):
+        return LeakLayout(leak.reshape(-1).contiguous(), leak.numel(), math.prod(step_shape[last + 1 :]))
+    return LeakLayout(leak.expand(step_shape).reshape(-1).contiguous(), math.prod(step_shape), 1)
+
+
+def forward_torch(
+    x: Tensor,
+    leak: Tensor,
+    channels: int,
+    inner: int,
+    v_threshold: float,
+    v_reset: float,
+    hard_reset: bool,
+    decay_input: bool,
+) -> tuple[Tensor, Tensor]:
+    """Return spikes ``[T, N]`` (dtype of ``x``) and the pre-spike membrane ``H [T, N]`` (state dtype) for ``x [T, N]``."""
+    state_dtype = leak.dtype
+    # A step viewed as [outer, channels, inner] broadcasts against the leak as [channels, 1].
+    steps = x.view(x.shape[0], -1, channels, inner)
+    k = leak.view(channels, 1)
+    rest = v_reset if hard_reset else 0.0
+    reset_to = v_reset if hard_reset else None
+    h_seq = torch.empty(steps.shape, dtype=state_dtype, device=x.device)
+    spikes = torch.empty_like(steps)
+    v = torch.full(steps.shape[1:], rest, dtype=state_dtype, device=x.device)
+    for t in range(steps.shape[0]):
+        h = charge(v, steps[t].to(state_dtype), k, rest, decay_input)
+        fired = (h - v_threshold >= 0).to(state_dtype)
+        v = reset(h, fired, v_threshold, reset_to)
+        h_seq[t] = h
+        spikes[t] = fired
+    return spikes.view(x.shape), h_seq.view(x.shape)
+
+
+def backward_torch(
+    grad_spikes: Tensor,
+    h_seq: Tensor,
+    leak: Tensor,
+    table: Tensor | None,
+    channels: int,
+    inner: int,
+    v_threshold: float,
+    v_reset: float,
+    hard_reset: bool,
+    decay_input: bool,
+    detach_reset: bool,
+    surrogate_kind: int,
+    surrogate_parameter: float,
+    leak_grad: bool,
+) -> tuple[Tensor, Tensor]:
+    """Return ``dL/dX [T, N]`` and, if ``leak_grad``, per neuron ``sum_t dL/dH[t] dH[t]/dk`` ``[N]`` (else empty).
+
+    Walks t backwards: ``dL/dH[t] = dL/dS[t] σ' + dL/dH[t+1] (1 - k) dV[t]/dH[t]`` with
+    ``dV/dH = 1 - S + (V_reset - H) σ' (1 - D)`` (hard) or ``1 - V_th σ' (1 - D)`` (soft).
+    ``table`` holds the surrogate derivatives σ' ``[T, N]``; the compiled kernels take it only for a
+    surrogate they do not know (``surrogate_kind == TABLE``), this loop always.
+    """
+    shape = (h_seq.shape[0], -1, channels, inner)
+    h_steps, grad_steps, sg_steps = h_seq.view(shape), grad_spikes.view(shape), table.view(shape)
+    k = leak.view(channels, 1)
+    rest = v_reset if hard_reset else 0.0
+    reset_to = v_reset if hard_reset else None
+    through_reset = 0.0 if detach_reset else 1.0
+    grad_x = torch.empty_like(grad_steps)
+    carry = torch.zeros_like(h_steps[0])
+    grad_leak = torch.zeros_like(h_steps[0]) if leak_grad else None
+    for t in reversed(range(h_steps.shape[0])):
+        h, sg = h_steps[t], sg_steps[t]
+        fired = (h - v_threshold >= 0).to(h.dtype)
+        if hard_reset:
+            dv_dh = (1 - fired) + (v_reset - h) * sg * through_reset
+        else:
+            dv_dh = 1 - v_threshold * sg * through_reset
+        grad_h = grad_steps[t].to(h.dtype) * sg + carry * dv_dh
+        grad_x[t] = grad_h * k if decay_input else grad_h
+        carry = grad_h * (1 - k)
+        if grad_leak is not None:
+            if t == 0:
+                v = torch.full_like(h, rest)
+            else:
+                previous = h_steps[t - 1]
+                v = reset(previous, (previous - v_threshold >= 0).to(h.dtype), v_threshold, reset_to)
+            # dH/dk is X - (V - rest) with input decay, i.e. (H - V) / k as X is not saved; else -(V - rest).
+            grad_leak += grad_h * ((h - v) / k if decay_input else -(v - rest))
+    leak_partial = h_seq.new_empty(0) if grad_leak is None else grad_leak.reshape(-1)
+    return grad_x.view(grad_spikes.shape), leak_partial
+
+
+class Implementation(NamedTuple):
+    """Forward and backward of one implementation, with the signatures of :func:`forward_torch`/:func:`backward_torch`."""
+
+    forward: Callable[..., tuple[Tensor, Tensor]]
+    backward: Callable[..., tuple[Tensor, Tensor]]
+    # Whether backward evaluates the built-in surrogates itself; else it always gets the table of σ'.
+    builtin_surrogates: bool
+
+
+def _torch_implementation() -> Implementation:
+    return Implementation(forward_torch, backward_torch, builtin_surrogates=False)
+
+
+def _cpu_implementation() -> Implementation:
+    from snn_lightning.neurons.kernels import cpu
+
+    if not cpu.load():
+        return _torch_implementation()
+    return Implementation(torch.ops.snn_lightning.lif_forward_cpu, torch.ops.snn_lightning.lif_backward_cpu, True)
+
+
+def _triton_implementation() -> Implementation:
+    from snn_lightning.neurons.kernels import triton_lif  # noqa: F401  (registers the ops)
+
+    return Implementation(torch.ops.snn_lightning.lif_forward_triton, torch.ops.snn_lightning.lif_backward_triton, True)
+
+
+IMPLEMENTATIONS: dict[str, Callable[[], Implementation]] = {
+    "torch": _torch_implementation,
+    "cpu": _cpu_implementation,
+    "triton": _triton_implementation,
+}
+_loaded: dict[str, Implementation] = {}
+
+
+@torch.compiler.disable
+def _load(name: str) -> Implementation:
+    # Building or importing a kernel is not traceable; once loaded, torch.compile only sees the dict lookup.
+    return _loaded.setdefault(name, IMPLEMENTATIONS[name]())
+
+
+def implementation(name: str) -> Implementation:
+    """Return the implementation called ``name`` (``"torch"``, ``"cpu"`` or ``"triton"``), loading it on first use."""
+    loaded = _loaded.get(name)
+    return _load(name) if loaded is None else loaded
+
+
+class FusedLIF(torch.autograd.Function):
+    """Multi-step LIF as one autograd node: spikes forward, hand-derived BPTT backward from the saved ``H``."""
+
+    @staticmethod
+    def forward(
+        ctx,
+        x_seq: Tensor,
+        inv_tau: Tensor,
+        v_threshold: float,
+        v_reset: float | None,
+        decay_input: bool,
+        detach_reset: bool,
+        surrogate: Surrogate,
+        implementation_name: str,
+    ) -> Tensor:
+        impl = implementation(implementation_name)
+        state_dtype = torch.promote_types(x_seq.dtype, torch.float32)
+        layout = leak_layout(inv_tau, x_seq.shape[1:], state_dtype)
+        hard_reset = v_reset is not None
+        reset_value = float(v_reset) if hard_reset else 0.0
+        x = x_seq.reshape(x_seq.shape[0], -1).contiguous()
+        spikes, h_seq = impl.forward(
+            x, layout.leak, layout.channels, layout.inner, float(v_threshold), reset_value, hard_reset, decay_input
+        )
+        ctx.save_for_backward(h_seq, layout.leak)
+        ctx.settings = (layout.channels, layout.inner, float(v_threshold), reset_value, hard_reset, decay_input, detach_reset)
+        ctx.surrogate = surrogate
+        ctx.implementation_name = implementation_name
+        ctx.inv_tau_shape, ctx.inv_tau_dtype = inv_tau.shape, inv_tau.dtype
+        ctx.x_shape = x_seq.shape
+        return spikes.view(x_seq.shape)
+
+    @staticmethod
+    def backward(ctx, grad_spikes: Tensor) -> tuple[Tensor | None, ...]:
+        h_seq, leak = ctx.saved_tensors
+        channels, inner, v_threshold, v_reset, hard_reset, decay_input, detach_reset = ctx.settings
+        impl = implementation(ctx.implementation_name)
+        leak_grad = ctx.needs_input_grad[1]
+        grad = grad_spikes.reshape(h_seq.shape).contiguous()
+        code, parameter = surrogate_code(ctx.surrogate)
+        table = None
+        if code == TABLE or not impl.builtin_surrogates:
+            table = ctx.surrogate.derivative(h_seq - v_threshold).contiguous()
+        grad_x, leak_partial = impl.backward(
+            grad, h_seq, leak, table, channels, inner, v_threshold, v_reset, hard_reset, decay_input, detach_reset,
+            code, parameter, leak_grad,
+        )
+        grad_inv_tau = None
+        if leak_grad:
+            grad_inv_tau = leak_partial.view(ctx.x_shape[1:]).sum_to_size(ctx.inv_tau_shape).to(ctx.inv_tau_dtype)
+        return grad_x.view(ctx.x_shape), grad_inv_tau, None, None, None, None, None, None

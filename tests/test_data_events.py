@@ -1,0 +1,415 @@
+"""Event data: N-MNIST, DVS128 Gesture and CIFAR10-DVS files written in their real formats, saccade digits, caching."""
+
+from __future__ import annotations
+
+import logging
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tonic
+import tonic.dataset
+import tonic.datasets.cifar10dvs
+import torch
+from numpy.lib.recfunctions import structured_to_unstructured
+
+from conftest import REPO
+from snn_lightning.cli import SNNLightningCLI
+from snn_lightning.data import EventDataModule, EventsToFrames, SaccadeDigits, split_recordings
+from snn_lightning.data import events as events_module
+from snn_lightning.data.events import CorruptRecordingError, frame_cache_name
+from snn_lightning.errors import ConfigurationError, DatasetNotFoundError
+
+NMNIST_DTYPE = tonic.datasets.NMNIST.dtype
+GESTURE_DTYPE = tonic.datasets.DVSGesture.dtype
+
+
+def random_events(rng: np.random.Generator, count: int, width: int, height: int, dtype: np.dtype) -> np.ndarray:
+    """Return ``count`` events at random pixels and polarities, t increasing in µs."""
+    events = np.zeros(count, dtype=dtype)
+    events["x"] = rng.integers(0, width, count)
+    events["y"] = rng.integers(0, height, count)
+    events["p"] = rng.integers(0, 2, count)
+    events["t"] = np.sort(rng.integers(0, 300_000, count))
+    return events
+
+
+def write_nmnist_bin(path: Path, events: np.ndarray) -> None:
+    """Write ``events`` in N-MNIST's format: 40 bits each, x, y, polarity bit + 23-bit µs timestamp, big-endian."""
+    t = events["t"].astype(np.int64)
+    assert t.max() < 2**23, "larger timestamps need overflow events"
+    raw = np.stack(
+        [events["x"], events["y"], (events["p"] << 7) | (t >> 16), (t >> 8) & 0xFF, t & 0xFF], axis=1
+    ).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw.tobytes())
+
+
+def write_nmnist(root: Path, counts: dict[str, int], seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """Write ``counts[part]`` recordings per part (Train/Test), labels 0, 1, 2, 0, ...; return events in file order."""
+    rng = np.random.default_rng(seed)
+    written: dict[str, list[np.ndarray]] = {}
+    for part, count in counts.items():
+        files = []
+        for i in range(count):
+            events = random_events(rng, int(rng.integers(50, 200)), 34, 34, NMNIST_DTYPE)
+            path = root / "NMNIST" / part / str(i % 3) / f"{i:05d}.bin"
+            write_nmnist_bin(path, events)
+            files.append((str(path), events))
+        written[part] = [events for _, events in sorted(files, key=lambda item: item[0])]
+    return written
+
+
+def write_dvsgesture(root: Path, folder: str, labels: list[int], seed: int = 0) -> list[np.ndarray]:
+    """Write tonic's preprocessed DVS128 Gesture form: ``<user>_<lighting>/<label>.npy``, columns x, y, p, t in ms."""
+    rng = np.random.default_rng(seed)
+    written = []
+    for user, label in enumerate(labels, start=1):
+        events = random_events(rng, 300, 128, 128, GESTURE_DTYPE)
+        events["t"] //= 1000
+        path = root / "DVSGesture" / folder / f"user{user:02d}_fluorescent" / f"{label}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, structured_to_unstructured(events))
+        events["t"] *= 1000  # what tonic returns: µs
+        written.append(events)
+    return written
+
+
+def nmnist_module(root: Path, **kwargs) -> EventDataModule:
+    settings = {"dataset": "nmnist", "root": str(root), "time_steps": 5, "augment": False, "val_fraction": 0.0}
+    return EventDataModule(**(settings | kwargs))
+
+
+def clips(dataset) -> list[np.ndarray]:
+    return [dataset[i][0].numpy() for i in range(len(dataset))]
+
+
+@pytest.fixture
+def nmnist_root(tmp_path) -> tuple[Path, dict[str, list[np.ndarray]]]:
+    return tmp_path, write_nmnist(tmp_path, {"Train": 9, "Test": 6})
+
+
+# ---------------------------------------------------------------- frames
+
+
+@pytest.mark.parametrize("binning", ["n_event_bins", "n_time_bins"])
+def test_nmnist_frames_equal_tonic_to_frame(nmnist_root, binning):
+    root, written = nmnist_root
+    data = nmnist_module(root, binning=binning)
+    data.setup("test")
+    to_frame = tonic.transforms.ToFrame(sensor_size=(34, 34, 2), **{binning: 5})
+    for clip, events in zip(clips(data.test_set), written["Test"]):
+        np.testing.assert_array_equal(clip, to_frame(events))
+    # tonic's own reader gives back exactly the events written.
+    first = sorted((root / "NMNIST" / "Test").rglob("*.bin"))[0]
+    np.testing.assert_array_equal(tonic.io.read_mnist_file(str(first), NMNIST_DTYPE), written["Test"][0])
+
+
+def test_dvsgesture_frames_equal_tonic_after_resize(tmp_path):
+    written = write_dvsgesture(tmp_path, "ibmGestureTest", [3, 7, 10])
+    data = EventDataModule("dvsgesture", str(tmp_path), time_steps=4, frame_size=32, val_fraction=0.0, augment=False)
+    data.setup("test")
+    assert data.num_classes == 11 and data.in_channels == 2
+    reference = tonic.transforms.Compose(
+        [
+            tonic.transforms.Downsample(sensor_size=(128, 128, 2), target_size=(32, 32)),
+            tonic.transforms.ToFrame(sensor_size=(32, 32, 2), n_event_bins=4),
+        ]
+    )
+    labels = [data.test_set[i][1] for i in range(3)]
+    assert labels == [3, 7, 10]
+    for clip, events in zip(clips(data.test_set), written):
+        assert clip.shape == (4, 2, 32, 32)
+        np.testing.assert_array_equal(clip, reference(events))
+
+
+def test_event_counts_are_conserved_through_framing_and_resizing():
+    events = random_events(np.random.default_rng(1), 1003, 128, 128, GESTURE_DTYPE)
+    full = EventsToFrames((128, 128, 2), time_steps=10)(events)
+    small = EventsToFrames((128, 128, 2), time_steps=10, frame_size=(64, 64))(events)
+    assert full.shape == (10, 2, 128, 128) and small.shape == (10, 2, 64, 64)
+    # n_event_bins: every frame holds floor(N / T) events; ToFrame leaves out the N mod T last ones.
+    assert full.sum() == small.sum() == 1000
+    np.testing.assert_array_equal(full.sum(axis=(1, 2, 3)), np.full(10, 100))
+    # A 128 -> 64 resize sums 2x2 blocks.
+    np.testing.assert_array_equal(small, full.reshape(10, 2, 64, 2, 64, 2).sum(axis=(3, 5)))
+    by_time = EventsToFrames((128, 128, 2), time_steps=10, binning="n_time_bins")(events)
+    # n_time_bins: windows end before the last timestamp, whose events ToFrame leaves out.
+    assert by_time.sum() == np.sum(events["t"] < events["t"][-1])
+
+
+def test_drop_event_removes_that_fraction_of_events():
+    events = random_events(np.random.default_rng(2), 1000, 34, 34, NMNIST_DTYPE)
+    frames = EventsToFrames((34, 34, 2), time_steps=1, drop_event=0.25)(events)
+    assert frames.sum() == 750
+
+
+def test_batches_are_time_major_float_frames(nmnist_root):
+    root, _ = nmnist_root
+    data = nmnist_module(root, batch_size=4, val_fraction=0.3)
+    data.setup("fit")
+    frames, labels = next(iter(data.train_dataloader()))
+    assert frames.shape == (5, 4, 2, 34, 34) and frames.dtype == torch.float32
+    assert labels.shape == (4,) and labels.dtype == torch.int64
+    assert len(data.train_set) + len(data.val_set) == 9
+
+
+# ---------------------------------------------------------------- splits
+
+
+@pytest.mark.parametrize("rule", ["first_90", "random_90", "first_100_test"])
+def test_each_split_rule_is_disjoint_complete_and_deterministic(rule):
+    labels = np.repeat(np.arange(3), [150, 120, 101])
+    train, test = split_recordings(labels, rule, seed=0)
+    again = split_recordings(labels, rule, seed=0)
+    np.testing.assert_array_equal(train, again[0])
+    np.testing.assert_array_equal(test, again[1])
+    assert np.intersect1d(train, test).size == 0
+    np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), np.arange(len(labels)))
+    counts = np.bincount(labels[test], minlength=3)
+    if rule == "first_100_test":
+        np.testing.assert_array_equal(counts, [100, 100, 100])
+        assert set(test) == set(range(100)) | set(range(150, 250)) | set(range(270, 370))
+    else:
+        np.testing.assert_array_equal(counts, [15, 12, 10] if rule == "random_90" else [15, 12, 10])
+    if rule == "first_90":  # the last 10 % of every class, in file order
+        assert set(test) == set(range(135, 150)) | set(range(258, 270)) | set(range(361, 371))
+    if rule == "random_90":
+        assert not np.array_equal(test, split_recordings(labels, rule, seed=1)[1])
+
+
+def write_cifar10dvs(root: Path, per_class: int, monkeypatch) -> None:
+    """Write a CIFAR10-DVS folder tree; its .aedat4 files hold numpy arrays that a patched tonic reader loads."""
+    rng = np.random.default_rng(3)
+    dtype = tonic.datasets.CIFAR10DVS.dtype
+    for name in tonic.datasets.CIFAR10DVS.classes:
+        for i in range(per_class):
+            path = root / "CIFAR10DVS" / name / f"cifar10_{name}_{i}.aedat4"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as file:
+                np.save(file, random_events(rng, 40, 128, 128, dtype))
+    # Reading real .aedat4 needs the optional `aedat` package; the rest of the path is tonic's.
+    monkeypatch.setattr(tonic.datasets.cifar10dvs, "read_aedat4", lambda path: np.load(path))
+
+
+def test_cifar10dvs_split_defaults_to_first_90_and_is_logged(tmp_path, monkeypatch, caplog):
+    write_cifar10dvs(tmp_path, per_class=10, monkeypatch=monkeypatch)
+    data = EventDataModule("cifar10dvs", str(tmp_path), time_steps=2, frame_size=16, val_fraction=0.0, augment=False)
+    assert data.split_rule == "first_90"
+    with caplog.at_level(logging.INFO):
+        data.setup("fit")
+    assert "split first_90 (per class, the first 90 % of recordings in file-name order train" in caplog.text
+    assert "90 train and 10 test recordings; validation on the test split" in caplog.text
+    train, test = data.train_set.indices, data.test_set.indices
+    assert len(train) == 90 and len(test) == 10 and np.intersect1d(train, test).size == 0
+    files = data._recordings("all").files
+    # File-name order: "_9" sorts last in each class, so it is the test recording.
+    assert all(files[i].endswith("_9.aedat4") for i in test)
+    random = EventDataModule("cifar10dvs", str(tmp_path), time_steps=2, frame_size=16, split="random_90", seed=5)
+    random.setup()
+    assert len(random.test_set) == 10 and not np.array_equal(random.test_set.indices, test)
+    # Both splits read one cache: frames are cached per recording.
+    assert len(list((tmp_path / "frames_cache").iterdir())) == 1
+
+
+def test_split_must_match_the_dataset():
+    with pytest.raises(ConfigurationError, match="CIFAR10-DVS ships without a train/test split"):
+        EventDataModule("cifar10dvs", split="official")
+    with pytest.raises(ConfigurationError, match="N-MNIST has an official train/test split"):
+        EventDataModule("nmnist", split="first_90")
+
+
+# ---------------------------------------------------------------- cache
+
+
+def test_cache_folder_changes_with_every_frame_setting(nmnist_root):
+    base = EventsToFrames((34, 34, 2), time_steps=10)
+    changed = [
+        EventsToFrames((34, 34, 2), time_steps=8),
+        EventsToFrames((34, 34, 2), time_steps=10, binning="n_time_bins"),
+        EventsToFrames((34, 34, 2), time_steps=10, frame_size=(32, 32)),
+        EventsToFrames((34, 34, 2), time_steps=10, denoise_filter_time=5000),
+    ]
+    names = {frame_cache_name("nmnist", "train", frames, "files") for frames in [base, *changed]}
+    assert len(names) == 5
+    assert frame_cache_name("nmnist", "train", base, "files") == frame_cache_name("nmnist", "train", base, "files")
+    assert frame_cache_name("nmnist", "train", base, "other") != frame_cache_name("nmnist", "train", base, "files")
+    assert frame_cache_name("nmnist", "test", base, "files") != frame_cache_name("nmnist", "train", base, "files")
+    # The module's cache folder is that name; a rewritten recording gives a new folder.
+    root, _ = nmnist_root
+    data = nmnist_module(root)
+    data.setup("test")
+    (folder,) = (root / "frames_cache").iterdir()
+    assert folder.name.startswith("nmnist-test-n_event_bins5-34x34-nodenoise-")
+    assert (folder / "complete.json").is_file() and len(list(folder.glob("*.hdf5"))) == 6
+    write_nmnist(root, {"Test": 6}, seed=9)
+    nmnist_module(root).setup("test")
+    assert len(list((root / "frames_cache").iterdir())) == 2
+
+
+def test_interrupted_cache_write_leaves_no_sample_and_resumes(nmnist_root, monkeypatch):
+    root, written = nmnist_root
+    real_save = events_module.save_to_disk_cache
+
+    def save_then_die(data, targets, file_path, compress=True):
+        Path(file_path).write_bytes(b"\x89HDF half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(events_module, "save_to_disk_cache", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        nmnist_module(root).setup("test")
+    (folder,) = (root / "frames_cache").iterdir()
+    assert list(folder.iterdir()) == [], "nothing half-written may remain under any name"
+    monkeypatch.setattr(events_module, "save_to_disk_cache", real_save)
+    data = nmnist_module(root)
+    data.setup("test")
+    reference = tonic.transforms.ToFrame(sensor_size=(34, 34, 2), n_event_bins=5)
+    np.testing.assert_array_equal(clips(data.test_set)[0], reference(written["Test"][0]))
+
+
+def test_unreadable_cached_file_error_names_it(nmnist_root):
+    root, _ = nmnist_root
+    nmnist_module(root).setup("test")
+    (folder,) = (root / "frames_cache").iterdir()
+    (folder / "2_0.hdf5").write_bytes(b"not hdf5")
+    data = nmnist_module(root)
+    data.setup("test")  # the cache is complete: setup reads nothing
+    with pytest.raises(CorruptRecordingError, match=rf"{folder / '2_0.hdf5'}.*delete the folder"):
+        data.test_set[2]
+
+
+def test_cache_built_by_two_workers_matches(nmnist_root, tmp_path):
+    root, _ = nmnist_root
+    serial = nmnist_module(root)
+    serial.setup("test")
+    parallel = nmnist_module(root, num_workers=2, cache_dir=str(tmp_path / "other_cache"))
+    parallel.setup("test")
+    for one, other in zip(clips(serial.test_set), clips(parallel.test_set)):
+        np.testing.assert_array_equal(one, other)
+
+
+# ---------------------------------------------------------------- augmentation
+
+
+def test_augmentation_differs_between_epochs_in_train_and_is_absent_in_validation(nmnist_root):
+    root, _ = nmnist_root
+    data = nmnist_module(root, augment=True, val_fraction=0.3, binning="n_time_bins")
+    data.setup("fit")
+    torch.manual_seed(0)
+    first, second = clips(data.train_set), clips(data.train_set)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, second))
+    cached = data._frames("train")
+    for position, index in enumerate(data.train_set.indices):
+        assert first[position].sum() > 0
+        assert not np.array_equal(first[position], cached[int(index)][0]) or not np.array_equal(
+            second[position], cached[int(index)][0]
+        )
+    for position, index in enumerate(data.val_set.indices):
+        np.testing.assert_array_equal(data.val_set[position][0].numpy(), cached[int(index)][0])
+        np.testing.assert_array_equal(data.val_set[position][0].numpy(), data.val_set[position][0].numpy())
+
+
+# ---------------------------------------------------------------- missing and bad data
+
+
+def test_missing_dataset_names_the_path_and_the_source(tmp_path):
+    data = nmnist_module(tmp_path / "nowhere")
+    with pytest.raises(DatasetNotFoundError) as error:
+        data.setup("test")
+    message = str(error.value)
+    assert f"{tmp_path / 'nowhere' / 'NMNIST' / 'Test'} holds no *.bin recordings" in message
+    assert "download: true" in message and "garrickorchard.com/datasets/n-mnist" in message
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_failed_download_is_a_clear_error_and_leaves_nothing(tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(tonic.dataset, "download_and_extract_archive", no_network)
+    data = EventDataModule("dvsgesture", str(tmp_path), download=True)
+    with pytest.raises(DatasetNotFoundError, match=r"could not download DVS128 Gesture .*no network.*figshare"):
+        data.prepare_data()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_nmnist_file_error_names_the_file(nmnist_root):
+    root, _ = nmnist_root
+    victim = sorted((root / "NMNIST" / "Test").rglob("*.bin"))[1]
+    victim.write_bytes(victim.read_bytes()[:-2])
+    with pytest.raises(CorruptRecordingError, match=rf"{victim}: its \d+ bytes are not a whole number"):
+        nmnist_module(root).setup("test")
+
+
+def test_corrupt_dvsgesture_file_error_names_the_file(tmp_path):
+    write_dvsgesture(tmp_path, "ibmGestureTest", [1, 2])
+    victim = tmp_path / "DVSGesture" / "ibmGestureTest" / "user02_fluorescent" / "2.npy"
+    victim.write_bytes(victim.read_bytes()[:100])
+    with pytest.raises(CorruptRecordingError, match=f"cannot read DVS128 Gesture recording {victim}"):
+        EventDataModule("dvsgesture", str(tmp_path), val_fraction=0.0).setup("test")
+
+
+def test_recording_without_events_is_an_all_zero_clip_and_counted(nmnist_root):
+    root, _ = nmnist_root
+    empty = sorted((root / "NMNIST" / "Test").rglob("*.bin"))[2]
+    empty.write_bytes(b"")
+    data = nmnist_module(root)
+    with pytest.warns(UserWarning, match="N-MNIST test: 1 of 6 recordings have no events"):
+        data.setup("test")
+    assert data.all_zero_clips == {"test": 1}
+    clip = data.test_set[2][0]
+    assert clip.shape == (5, 2, 34, 34) and not clip.any()
+    # A second run reads the count from the finished cache.
+    again = nmnist_module(root)
+    with pytest.warns(UserWarning, match="1 of 6"):
+        again.setup("test")
+
+
+def test_bad_settings_are_clear_errors():
+    with pytest.raises(ConfigurationError, match="frame_size is 64 but the N-MNIST sensor is 34x34"):
+        EventDataModule("nmnist", frame_size=64)
+    with pytest.raises(ConfigurationError, match=r"time_steps is 0 \(linked from model.time_steps\)"):
+        EventDataModule(time_steps=0)
+    with pytest.raises(ConfigurationError, match="drop_event is 1.0"):
+        EventDataModule(drop_event=1.0)
+
+
+# ---------------------------------------------------------------- saccade digits
+
+
+def test_saccade_digits_are_deterministic_events_of_both_polarities():
+    first, again = SaccadeDigits(train=False), SaccadeDigits(train=False)
+    assert len(first) == 359 and len(SaccadeDigits(train=True)) == 1438
+    width, height, _ = first.sensor_size
+    for index in (0, 1, 200):
+        events, label = first[index]
+        np.testing.assert_array_equal(events, again[index][0])
+        assert label == again[index][1] and 0 <= label <= 9
+        assert events.dtype.names == ("x", "y", "t", "p")
+        assert len(events) > 1000 and set(np.unique(events["p"])) == {False, True}
+        assert np.all(np.diff(events["t"]) >= 0) and 0 <= events["t"][0] and events["t"][-1] < 300_000
+        assert events["x"].max() < width and events["y"].max() < height
+    assert not np.array_equal(first[0][0], first[1][0])
+    assert not np.array_equal(first[0][0], SaccadeDigits(train=False, seed=1)[0][0])
+
+
+def test_saccade_digits_module_needs_no_files(tmp_path):
+    data = EventDataModule(root=str(tmp_path), time_steps=3, binning="n_time_bins", val_fraction=0.0, augment=False)
+    data.setup("test")
+    frames, labels = next(iter(data.test_dataloader()))
+    assert frames.shape == (3, 32, 2, 22, 22) and data.all_zero_clips == {"test": 0}
+    assert {path.name.split("-")[1] for path in (tmp_path / "frames_cache").iterdir()} == {"test"}
+
+
+@pytest.mark.slow
+def test_quickstart_dvs_reaches_90_percent_test_accuracy(in_tmp_dir):
+    import lightning as L
+
+    config = str(REPO / "configs" / "quickstart_dvs.yaml")
+    modes = {"model_class": L.LightningModule, "datamodule_class": L.LightningDataModule}
+    modes |= {"subclass_mode_model": True, "subclass_mode_data": True}
+    cli = SNNLightningCLI(args=["--config", config], run=False, **modes)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    (metrics,) = cli.trainer.test(ckpt_path="best", datamodule=cli.datamodule)
+    assert metrics["test/acc"] >= 0.90

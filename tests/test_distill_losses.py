@@ -1,0 +1,179 @@
+"""Distillation losses against hand computations; gradients, extreme logits and bfloat16."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from snn_lightning.distill.losses import (
+    blurred_feature_kd_loss,
+    classical_kd_loss,
+    classical_kd_terms,
+    feature_kd_loss,
+    per_step_ce,
+    per_step_entropy,
+    per_step_kl,
+    tser_loss,
+    tser_terms,
+)
+
+# T=2, B=1, C=2: step 1 is uniform, step 2 gives p = (3/4, 1/4); the teacher is uniform.
+S = torch.tensor([[[0.0, 0.0]], [[math.log(3.0), 0.0]]])
+T_UNIFORM = torch.tensor([[0.0, 0.0]])
+Y = torch.tensor([0])
+
+
+def random_batch(time_steps=3, batch=5, classes=7, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    s = torch.randn(time_steps, batch, classes, generator=generator) * 3
+    t = torch.randn(batch, classes, generator=generator) * 3
+    y = torch.randint(0, classes, (batch,), generator=generator)
+    return s, t, y
+
+
+def test_per_step_kl_by_hand():
+    # step 1: KL(u ‖ u) = 0; step 2: 0.5 log(0.5/0.75) + 0.5 log(0.5/0.25) = 0.5 log(4/3)
+    assert per_step_kl(S, T_UNIFORM, tau=1.0).item() == pytest.approx(0.5 * 0.5 * math.log(4 / 3), rel=1e-6)
+    # tau = 2: step 2 has p = (√3, 1)/(√3 + 1); KL = 0.5 log((√3+1)² / (4√3)); times τ² = 4, averaged over T = 2
+    expected = 4 * 0.5 * 0.5 * math.log((math.sqrt(3) + 1) ** 2 / (4 * math.sqrt(3)))
+    assert per_step_kl(S, T_UNIFORM, tau=2.0).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_per_step_kl_is_the_batch_mean_of_the_class_sum_at_every_step():
+    s, t, y = random_batch()
+    tau = 4.0
+    p_teacher = F.softmax(t / tau, -1)
+    per_step = [
+        (p_teacher * (p_teacher.log() - F.log_softmax(s[step] / tau, -1))).sum(-1).mean() for step in range(len(s))
+    ]
+    torch.testing.assert_close(per_step_kl(s, t, tau), tau**2 * torch.stack(per_step).mean())
+
+
+def test_per_step_entropy_by_hand():
+    expected = (math.log(2) - (0.75 * math.log(0.75) + 0.25 * math.log(0.25))) / 2
+    assert per_step_entropy(S, tau=1.0).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_tser_loss_is_its_weighted_terms():
+    s, t, y = random_batch()
+    alpha, tau, lam = 0.3, 2.0, 0.05
+    expected = (1 - alpha) * per_step_ce(s, y) + alpha * per_step_kl(s, t, tau) - lam * per_step_entropy(s, tau)
+    torch.testing.assert_close(tser_loss(s, t, y, alpha, tau, lam), expected)
+    terms = tser_terms(s, t, y, alpha, tau, lam)
+    assert set(terms) == {"ce", "kd", "entropy"}
+    torch.testing.assert_close(terms["entropy"], -lam * per_step_entropy(s, tau))
+
+
+def test_classical_kd_loss_by_hand():
+    # mean logits (log 3 / 2, 0): p = (√3, 1)/(√3 + 1) against the uniform teacher, tau = 1, alpha = 0.5
+    ce = -math.log(math.sqrt(3) / (math.sqrt(3) + 1))
+    kl = 0.5 * math.log((math.sqrt(3) + 1) ** 2 / (4 * math.sqrt(3)))
+    assert classical_kd_loss(S, T_UNIFORM, Y, alpha=0.5, tau=1.0).item() == pytest.approx(0.5 * ce + 0.5 * kl, rel=1e-6)
+    assert set(classical_kd_terms(S, T_UNIFORM, Y, 0.5, 1.0)) == {"ce", "kd"}
+
+
+def test_tser_without_entropy_equals_classical_kd_at_one_time_step():
+    s, t, y = random_batch(time_steps=1)
+    torch.testing.assert_close(tser_loss(s, t, y, 0.5, 4.0, 0.0), classical_kd_loss(s, t, y, 0.5, 4.0))
+    torch.testing.assert_close(
+        tser_loss(s, t, y, 0.5, 4.0, 0.0, label_smoothing=0.1), classical_kd_loss(s, t, y, 0.5, 4.0, label_smoothing=0.1)
+    )
+
+
+def test_tser_differs_from_classical_kd_over_several_steps():
+    s, t, y = random_batch(time_steps=4)
+    assert not torch.allclose(tser_loss(s, t, y, 0.5, 4.0, 0.0), classical_kd_loss(s, t, y, 0.5, 4.0))
+
+
+LOGIT_LOSSES = {
+    "per_step_kl": lambda s, t, y: per_step_kl(s, t, 4.0),
+    "per_step_entropy": lambda s, t, y: per_step_entropy(s, 4.0),
+    "tser": lambda s, t, y: tser_loss(s, t, y, 0.5, 4.0, 0.01),
+    "classical": lambda s, t, y: classical_kd_loss(s, t, y, 0.5, 4.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOGIT_LOSSES))
+def test_gradient_reaches_the_student_only(name):
+    s, t, y = random_batch()
+    s.requires_grad_(True)
+    t.requires_grad_(True)
+    LOGIT_LOSSES[name](s, t, y).backward()
+    assert t.grad is None
+    assert s.grad is not None and torch.isfinite(s.grad).all() and s.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", sorted(LOGIT_LOSSES))
+def test_extreme_logits_give_finite_loss_and_gradient(name):
+    generator = torch.Generator().manual_seed(0)
+    s = (torch.randint(0, 2, (3, 4, 6), generator=generator) * 2.0 - 1.0) * 1e4
+    t = (torch.randint(0, 2, (4, 6), generator=generator) * 2.0 - 1.0) * 1e4
+    y = torch.randint(0, 6, (4,), generator=generator)
+    s.requires_grad_(True)
+    loss = LOGIT_LOSSES[name](s, t, y)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(s.grad).all()
+
+
+@pytest.mark.parametrize("name", sorted(LOGIT_LOSSES))
+def test_bfloat16_inputs_are_computed_in_float32(name):
+    s, t, y = random_batch()
+    s16 = s.bfloat16().requires_grad_(True)
+    loss = LOGIT_LOSSES[name](s16, t.bfloat16(), y)
+    loss.backward()
+    assert loss.dtype == torch.float32 and torch.isfinite(s16.grad).all()
+    reference = LOGIT_LOSSES[name](s.bfloat16().float(), t.bfloat16().float(), y)
+    torch.testing.assert_close(loss, reference)
+
+
+def test_feature_kd_loss_by_hand_with_resize_and_adapter():
+    generator = torch.Generator().manual_seed(0)
+    student = torch.randint(0, 2, (2, 3, 4, 4, 4), generator=generator).float()  # spikes [T, B, C_s, 4, 4]
+    teacher = torch.rand(3, 6, 2, 2, generator=generator)
+    adapter = nn.Conv2d(4, 6, kernel_size=1)
+    expected = F.mse_loss(adapter(F.avg_pool2d(student.mean(0), 2)), teacher)  # 4x4 -> 2x2 by area averaging
+    torch.testing.assert_close(feature_kd_loss(student, teacher, adapter), expected)
+
+
+def test_feature_kd_gradient_reaches_student_and_adapter_only():
+    student = torch.rand(2, 3, 4, 2, 2, requires_grad=True)
+    teacher = torch.rand(3, 5, 2, 2, requires_grad=True)
+    adapter = nn.Conv2d(4, 5, kernel_size=1)
+    feature_kd_loss(student, teacher, adapter).backward()
+    assert teacher.grad is None
+    assert student.grad.abs().sum() > 0 and adapter.weight.grad.abs().sum() > 0
+
+
+def test_blurred_feature_kd_without_masking_and_identity_generator_is_feature_kd():
+    student = torch.rand(2, 3, 4, 2, 2)
+    teacher = torch.rand(3, 4, 2, 2)
+    adapter = nn.Conv2d(4, 4, kernel_size=1)
+    torch.testing.assert_close(
+        blurred_feature_kd_loss(student, teacher, adapter, nn.Identity(), mask_ratio=0.0),
+        feature_kd_loss(student, teacher, adapter),
+    )
+
+
+def test_blurred_feature_kd_masks_channels_then_generates():
+    student = torch.rand(2, 8, 16, 2, 2)
+    teacher = torch.rand(8, 16, 2, 2)
+    generator = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1))
+    torch.manual_seed(3)
+    loss = blurred_feature_kd_loss(student, teacher, nn.Identity(), generator, mask_ratio=0.5)
+    torch.manual_seed(3)
+    keep = torch.rand(8, 16, 1, 1) >= 0.5
+    assert 0 < keep.sum() < keep.numel()
+    torch.testing.assert_close(loss, F.mse_loss(generator(student.mean(0) * keep), teacher))
+
+
+def test_feature_losses_accept_bfloat16_features():
+    student = torch.rand(2, 3, 4, 4, 4).round().bfloat16()
+    teacher = torch.rand(3, 4, 2, 2).bfloat16()
+    adapter = nn.Conv2d(4, 4, kernel_size=1).bfloat16()
+    for loss in (
+        feature_kd_loss(student, teacher, adapter),
+        blurred_feature_kd_loss(student, teacher, adapter, nn.Identity(), 0.15),
+    ):
+        assert loss.dtype == torch.float32 and torch.isfinite(loss)

@@ -1,0 +1,400 @@
+"""DistillationModule and the KD callbacks: teacher loading and freezing, loss terms, adapters, checkpoints, CLI."""
+
+import argparse
+import csv
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from conftest import REPO
+from snn_lightning.cli import SNNLightningCLI, main
+from snn_lightning.data import StaticImageDataModule
+from snn_lightning.distill import (
+    TSERKD,
+    BlurredFeatureKD,
+    ClassicalKD,
+    DistillationOutputs,
+    FeatureKD,
+    TeacherCheckpointError,
+    load_teacher,
+    tser_loss,
+)
+from snn_lightning.errors import CheckpointError, ConfigurationError
+from snn_lightning.modules import ANNClassifier, DistillationModule, SNNClassifier
+
+QUICKSTART_KD = str(REPO / "configs" / "quickstart_kd.yaml")
+
+
+@pytest.fixture(scope="module")
+def teacher_module():
+    """An ANN ResNet-18 for the digits after one training step, with its data module."""
+    L.seed_everything(0)
+    teacher = ANNClassifier(arch="resnet18", num_classes=10, in_channels=1, stem="cifar")
+    trainer = L.Trainer(
+        max_steps=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(teacher, datamodule=StaticImageDataModule(dataset="digits", batch_size=16))
+    return trainer, teacher
+
+
+@pytest.fixture(scope="module")
+def teacher_file(teacher_module, tmp_path_factory):
+    """A Lightning checkpoint of the teacher above."""
+    path = tmp_path_factory.mktemp("teacher") / "best.ckpt"
+    teacher_module[0].save_checkpoint(path)
+    return path
+
+
+def digits(batch_size=16):
+    return StaticImageDataModule(dataset="digits", batch_size=batch_size, time_steps=2)
+
+
+def student(teacher_file, **kwargs):
+    return DistillationModule(
+        teacher_checkpoint=str(teacher_file),
+        teacher_arch="resnet18",
+        arch="resnet_mini",
+        num_classes=10,
+        in_channels=1,
+        time_steps=2,
+        width_multiplier=0.25,
+        **kwargs,
+    )
+
+
+def trainer(tmp_path, callbacks=(), **kwargs):
+    options = dict(
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+    )
+    options.update(kwargs)
+    return L.Trainer(callbacks=list(callbacks), **options)
+
+
+def optimizer_parameter_ids(fitted: L.Trainer) -> set[int]:
+    return {id(p) for optimizer in fitted.optimizers for group in optimizer.param_groups for p in group["params"]}
+
+
+# Teacher loading
+
+
+def test_teacher_loads_from_a_lightning_checkpoint_or_a_state_dict(teacher_module, teacher_file, tmp_path):
+    network = teacher_module[1].network
+    torch.save(network.state_dict(), tmp_path / "resnet.pt")
+    torch.save(teacher_module[1].state_dict(), tmp_path / "classifier.pt")  # keys "network.…"
+    for path in (teacher_file, tmp_path / "resnet.pt", tmp_path / "classifier.pt"):
+        teacher = load_teacher(str(path), "resnet18", num_classes=10, in_channels=1, stem="cifar")
+        assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+        for key, value in network.state_dict().items():
+            torch.testing.assert_close(teacher.state_dict()[key], value)
+
+
+def bad_file(kind, teacher_module, tmp_path):
+    """Write a bad teacher file of ``kind`` (none for "missing"); return its path and the load arguments."""
+    arguments = {"arch": "resnet18", "num_classes": 10, "in_channels": 1, "stem": "cifar"}
+    mismatches = {"wrong_arch": {"arch": "resnet34"}, "classes": {"num_classes": 100}, "stem": {"stem": "imagenet"}}
+    path = tmp_path / f"{kind}.ckpt"
+    state = teacher_module[1].network.state_dict()
+    if kind == "not_a_checkpoint":
+        path.write_text("epoch,acc\n1,0.5\n")
+    elif kind == "unsafe_pickle":
+        torch.save(argparse.Namespace(lr=0.1), path)
+    elif kind == "no_tensors":
+        torch.save({"epoch": 3}, path)
+    elif kind == "missing_key":
+        torch.save({k: v for k, v in state.items() if k != "layer4.1.bn2.weight"}, path)
+    elif kind == "extra_key":
+        torch.save({**state, "projector.weight": torch.zeros(2)}, path)
+    elif kind in mismatches:
+        torch.save(state, path)
+        arguments.update(mismatches[kind])
+    return path, arguments
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("missing", "does not exist; set model.init_args.teacher_checkpoint"),
+        ("not_a_checkpoint", "is not a PyTorch checkpoint that loads with weights_only=True"),
+        ("unsafe_pickle", "is not a PyTorch checkpoint that loads with weights_only=True"),
+        ("no_tensors", "holds neither a Lightning checkpoint nor a state_dict of tensors"),
+        ("missing_key", "missing keys layer4.1.bn2.weight (1 in all); its stages are a resnet18's"),
+        ("extra_key", "unexpected keys projector.weight (1 in all); its stages are a resnet18's"),
+        ("wrong_arch", "its blocks 2/2/2/2 are a resnet18; set model.init_args.teacher_arch: resnet18"),
+        ("classes", "has 10 classes but the data module has 100"),
+        ("stem", "set model.init_args.teacher_stem"),
+    ],
+)
+def test_bad_teacher_files_give_one_clear_error_each(kind, message, teacher_module, tmp_path):
+    path, arguments = bad_file(kind, teacher_module, tmp_path)
+    with pytest.raises(TeacherCheckpointError) as error:
+        load_teacher(str(path), **arguments)
+    assert isinstance(error.value, CheckpointError)
+    assert message in str(error.value) and str(path) in str(error.value)
+
+
+def test_instantiating_does_not_read_the_teacher_but_fit_does(tmp_path):
+    model = student(tmp_path / "absent.ckpt")
+    with pytest.raises(TeacherCheckpointError, match="absent.ckpt does not exist"):
+        trainer(tmp_path, [TSERKD()]).fit(model, datamodule=digits())
+
+
+# Frozen teacher, loss terms, logging
+
+
+class TeacherProbe(L.Callback):
+    """Records the teacher's mode and gradient flags at every training batch."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        teacher = pl_module.teacher
+        self.seen.append((teacher.training, any(p.requires_grad for p in teacher.parameters())))
+
+
+def test_fit_leaves_the_teacher_frozen_unchanged_and_outside_the_optimizer(teacher_file, tmp_path):
+    model = student(teacher_file)
+    before = {k: v.clone() for k, v in load_teacher(str(teacher_file), "resnet18", 10, 1, "cifar").state_dict().items()}
+    probe = TeacherProbe()
+    fitted = trainer(tmp_path, [TSERKD(), probe])
+    fitted.fit(model, datamodule=digits())
+    assert probe.seen == [(False, False), (False, False)]
+    assert not model.teacher.training
+    for key, value in model.teacher.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    teacher_ids = {id(p) for p in model.teacher.parameters()}
+    assert not teacher_ids & optimizer_parameter_ids(fitted)
+    assert not teacher_ids & {id(p) for p in model.parameters()}
+    assert not any(key.startswith("teacher.") for key in model.state_dict())
+    metrics = fitted.callback_metrics
+    for name in ("train/ce_step", "train/kd_step", "train/entropy_step", "train/acc", "val/acc", "val/teacher_acc"):
+        assert name in metrics, name
+    total = metrics["train/ce_step"] + metrics["train/kd_step"] + metrics["train/entropy_step"]
+    torch.testing.assert_close(metrics["train/loss_step"], total)
+    assert metrics["train/entropy_step"] < 0  # the logged term is −λ·H, what the loss adds
+
+
+def test_loss_terms_are_the_tser_loss(teacher_file, tmp_path):
+    model = student(teacher_file)
+    model.trainer = trainer(tmp_path, [TSERKD(alpha=0.3, tau=2.0, entropy_weight=0.05)])
+    model.setup("fit")
+    torch.manual_seed(0)
+    s, t, y = torch.randn(2, 4, 10), torch.randn(4, 10), torch.randint(0, 10, (4,))
+    outputs = DistillationOutputs(s, torch.rand(2, 4, 16, 4, 4), t, torch.rand(4, 512, 1, 1), y)
+    terms = model.loss_terms(outputs)
+    assert set(terms) == {"ce", "kd", "entropy"}
+    torch.testing.assert_close(sum(terms.values()), tser_loss(s, t, y, 0.3, 2.0, 0.05))
+
+
+@pytest.mark.slow
+def test_teacher_accuracy_is_logged_once_from_the_first_validation(teacher_file, tmp_path):
+    data = digits()
+    logger = CSVLogger(tmp_path, name="csv")
+    options = dict(max_epochs=2, limit_train_batches=1, limit_val_batches=2, num_sanity_val_steps=1, logger=logger)
+    fitted = trainer(tmp_path, [ClassicalKD()], **options)
+    fitted.fit(student(teacher_file), datamodule=data)
+    teacher = load_teacher(str(teacher_file), "resnet18", 10, 1, "cifar")
+    correct = total = 0
+    for index, (images, targets) in enumerate(data.val_dataloader()):
+        if index == 2:
+            break
+        correct += (teacher(images).argmax(-1) == targets).sum().item()
+        total += len(targets)
+    with open(Path(logger.log_dir) / "metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["epoch"] for row in rows if row["val/acc"]] == ["0", "1"]
+    (logged,) = [row for row in rows if row["val/teacher_acc"]]
+    assert logged["epoch"] == "0" and float(logged["val/teacher_acc"]) == pytest.approx(correct / total)
+
+
+def test_without_kd_callbacks_the_student_trains_as_an_snn_classifier(teacher_file, tmp_path):
+    distilled = student(teacher_file)
+    plain = SNNClassifier(arch="resnet_mini", num_classes=10, in_channels=1, time_steps=2, width_multiplier=0.25)
+    plain.network.load_state_dict(distilled.network.state_dict())
+    for model in (distilled, plain):
+        L.seed_everything(1)
+        fitted = trainer(tmp_path, limit_val_batches=0)
+        fitted.fit(model, datamodule=digits())
+        assert "train/loss_step" in fitted.callback_metrics and "train/kd_step" not in fitted.callback_metrics
+    for key, value in distilled.network.state_dict().items():
+        torch.testing.assert_close(value, plain.network.state_dict()[key])
+
+
+def test_teacher_needs_static_images(teacher_file):
+    with pytest.raises(ConfigurationError, match=r"needs static images \[B, C, H, W\].*shape \(2, 3, 1, 8, 8\)"):
+        student(teacher_file).teacher_outputs(torch.rand(2, 3, 1, 8, 8))
+
+
+# Configuration errors
+
+
+@pytest.mark.parametrize(
+    "callbacks, message",
+    [
+        ([ClassicalKD(), TSERKD()], "two logit-KD methods \\(ClassicalKD and TSERKD\\)"),
+        ([FeatureKD(), FeatureKD()], "lists FeatureKD more than once"),
+    ],
+)
+def test_conflicting_kd_callbacks_are_configuration_errors(callbacks, message, teacher_file, tmp_path):
+    with pytest.raises(ConfigurationError, match=message):
+        trainer(tmp_path, callbacks).fit(student(teacher_file), datamodule=digits())
+
+
+def test_kd_callback_on_a_plain_snn_is_a_configuration_error(tmp_path):
+    model = SNNClassifier(arch="resnet_mini", num_classes=10, in_channels=1, time_steps=2, width_multiplier=0.25)
+    with pytest.raises(ConfigurationError, match="model is SNNClassifier; set model.class_path: .*DistillationModule"):
+        trainer(tmp_path, [TSERKD()]).fit(model, datamodule=digits())
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: TSERKD(alpha=1.5), "TSERKD.alpha is 1.5"),
+        (lambda: ClassicalKD(tau=0.0), "ClassicalKD.tau is 0.0"),
+        (lambda: FeatureKD(weight=-1.0), "FeatureKD.weight is -1.0"),
+        (lambda: BlurredFeatureKD(mask_ratio=1.0), "BlurredFeatureKD.mask_ratio is 1.0"),
+    ],
+)
+def test_callback_arguments_are_checked(make, message):
+    with pytest.raises(ConfigurationError, match=message):
+        make()
+
+
+# Feature KD modules, checkpoints and resuming
+
+
+class RestoredState(L.Callback):
+    """Copies the module's state at the start of training (after setup and any checkpoint restore)."""
+
+    def on_train_start(self, trainer, pl_module):
+        self.state = {k: v.clone() for k, v in pl_module.state_dict().items()}
+
+
+@pytest.mark.parametrize("feature_kd", [FeatureKD, BlurredFeatureKD])
+def test_feature_kd_modules_are_trained_and_checkpointed_without_the_teacher(feature_kd, teacher_file, tmp_path):
+    model = student(teacher_file)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "checkpoints", save_last=True)
+    initial = RestoredState()
+    fitted = trainer(tmp_path, [TSERKD(), feature_kd(), checkpoint, initial], enable_checkpointing=True)
+    fitted.fit(model, datamodule=digits())
+    prefix = f"distill_modules.{feature_kd.__name__}."
+    parts = model.distill_modules[feature_kd.__name__]
+    assert {id(p) for p in parts.parameters()} <= optimizer_parameter_ids(fitted)
+    for name, parameter in parts.named_parameters():
+        assert not torch.equal(parameter, initial.state[prefix + name]), f"{name} was not trained"
+    assert {"train/feat_step", "train/kd_step"} <= set(fitted.callback_metrics)
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    for key, value in parts.state_dict(prefix=prefix).items():
+        torch.testing.assert_close(saved[key], value)
+    assert not any(key.startswith("teacher.") for key in saved)
+
+
+@pytest.mark.slow
+def test_resuming_a_distillation_run(teacher_file, tmp_path):
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "checkpoints", save_last=True)
+    first = trainer(tmp_path, [TSERKD(), FeatureKD(), checkpoint], enable_checkpointing=True)
+    first.fit(student(teacher_file), datamodule=digits())
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, weights_only=True)["state_dict"]
+    restored = RestoredState()
+    second = trainer(tmp_path, [TSERKD(), FeatureKD(), restored], max_epochs=2)
+    second.fit(student(teacher_file), datamodule=digits(), ckpt_path=str(last))
+    assert second.current_epoch == 2 and second.global_step == 2 * first.global_step
+    assert set(restored.state) == set(saved)
+    for key, value in saved.items():
+        torch.testing.assert_close(restored.state[key], value)
+
+
+def test_saving_the_teacher_makes_the_checkpoint_self_contained(teacher_file, tmp_path):
+    copy = tmp_path / "teacher.ckpt"
+    copy.write_bytes(teacher_file.read_bytes())
+    model = student(copy, save_teacher_in_checkpoint=True)
+    trainer(tmp_path, [ClassicalKD()], limit_val_batches=0).fit(model, datamodule=digits())
+    model.trainer.save_checkpoint(tmp_path / "student.ckpt")
+    copy.unlink()
+    saved = torch.load(tmp_path / "student.ckpt", weights_only=True)["state_dict"]
+    assert any(key.startswith("teacher.") for key in saved)
+    loaded = DistillationModule.load_from_checkpoint(tmp_path / "student.ckpt", weights_only=True)
+    for key, value in model.teacher.state_dict().items():
+        torch.testing.assert_close(loaded.teacher.state_dict()[key], value)
+    for key, value in model.network.state_dict().items():
+        torch.testing.assert_close(loaded.network.state_dict()[key], value)
+
+
+def test_student_checkpoint_loads_for_evaluation_without_teacher_or_kd_modules(teacher_file, tmp_path):
+    model = student(teacher_file)
+    trainer(tmp_path, [TSERKD(), BlurredFeatureKD()], limit_val_batches=0).fit(model, datamodule=digits())
+    model.trainer.save_checkpoint(tmp_path / "student.ckpt")
+    loaded = DistillationModule.load_from_checkpoint(
+        tmp_path / "student.ckpt", teacher_checkpoint=str(tmp_path / "gone.ckpt"), weights_only=True
+    )
+    assert len(loaded.distill_modules) == 0
+    (metrics,) = trainer(tmp_path, limit_test_batches=1).test(loaded, datamodule=digits())
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    (metrics,) = trainer(tmp_path).validate(loaded, datamodule=digits())
+    assert "val/acc" in metrics and "val/teacher_acc" not in metrics
+
+
+def test_bf16_mixed_precision_distillation_trains(teacher_file, tmp_path):
+    fitted = trainer(tmp_path, [TSERKD(), FeatureKD()], precision="bf16-mixed", limit_val_batches=0)
+    fitted.fit(student(teacher_file), datamodule=digits())
+    assert torch.isfinite(fitted.callback_metrics["train/loss_step"])
+
+
+# Command line
+
+
+def cli(args):
+    return SNNLightningCLI(
+        args=args,
+        model_class=L.LightningModule,
+        datamodule_class=L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+    )
+
+
+@pytest.mark.slow
+def test_quickstart_kd_config_fits_and_tests_from_the_command_line(teacher_file, in_tmp_dir):
+    fitted = cli(
+        [
+            "fit",
+            "--config", QUICKSTART_KD,
+            "--model.teacher_checkpoint", str(teacher_file),
+            "--trainer.max_epochs", "1",
+            "--trainer.limit_train_batches", "2",
+            "--trainer.limit_val_batches", "1",
+            "--trainer.num_sanity_val_steps", "0",
+        ]
+    )
+    assert {"train/kd_step", "train/entropy_step", "val/teacher_acc"} <= set(fitted.trainer.callback_metrics)
+    last = in_tmp_dir / "logs" / "quickstart_kd" / "checkpoints" / "last.ckpt"
+    tested = cli(["test", "--config", QUICKSTART_KD, "--ckpt_path", str(last), "--trainer.limit_test_batches", "1"])
+    assert "test/acc" in tested.trainer.callback_metrics
+
+
+def test_missing_teacher_checkpoint_on_the_command_line(in_tmp_dir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", QUICKSTART_KD, "--trainer.fast_dev_run", "1"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert str(in_tmp_dir / "logs/quickstart_kd_teacher/checkpoints/best.ckpt") + " does not exist" in err

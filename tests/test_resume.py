@@ -1,0 +1,173 @@
+"""Faults: a run killed mid-epoch (SIGTERM, SIGKILL) resumes to the same weights; checkpoints are written atomically."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from conftest import REPO
+from snn_lightning.callbacks.safety import AtomicCheckpointIO
+
+TESTS = Path(__file__).resolve().parent
+# Lightning 2.6 rewrites `save_last` only when a monitored checkpoint improves, so a resumable run
+# needs a checkpoint without monitor: it overwrites last.ckpt at every epoch end. (It replaces the
+# quickstart's checkpoint, whose other settings jsonargparse would otherwise keep, hence monitor/save_last.)
+EVERY_EPOCH = {
+    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+    "init_args": {
+        "dirpath": "logs/quickstart/checkpoints",
+        "filename": "last",
+        "monitor": None,
+        "save_last": False,
+        "enable_version_counter": False,
+    },
+}
+# A small, fast variant of the quickstart: 2 epochs of 4 batches.
+RUN = [
+    "fit",
+    "--config", str(REPO / "configs" / "quickstart.yaml"),
+    "--model.width_multiplier", "0.25",
+    "--trainer.max_epochs", "2",
+    "--trainer.limit_train_batches", "4",
+    "--trainer.limit_val_batches", "2",
+    "--trainer.deterministic", "true",
+    "--trainer.enable_progress_bar", "false",
+]
+
+
+def callbacks(*extra):
+    """Return the command-line setting of trainer.callbacks: the every-epoch checkpoint and ``extra``."""
+    return ["--trainer.callbacks", json.dumps([EVERY_EPOCH, *extra])]
+LAST = Path("logs/quickstart/checkpoints/last.ckpt")
+
+
+class KillAt(L.Callback):
+    """Send this process ``signal_name`` after training batch ``batch`` of epoch ``epoch`` (test helper)."""
+
+    def __init__(self, epoch: int, batch: int, signal_name: str) -> None:
+        """
+        Args:
+            epoch: epoch in which to send the signal.
+            batch: batch index after which to send it.
+            signal_name: SIGTERM or SIGKILL.
+        """
+        self.epoch, self.batch, self.signal_name = epoch, batch, signal_name
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
+            os.kill(os.getpid(), getattr(signal, self.signal_name))
+
+
+def start_cli(args, cwd):
+    """Start `snn-lightning` in a subprocess in ``cwd`` (the tests directory importable, for KillAt)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "snn_lightning.cli", *args]
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(processes):
+    """Wait for ``processes`` (name -> Popen); return name -> (return code, stderr)."""
+    return {name: (process.wait(timeout=900), process.communicate()[1]) for name, process in processes.items()}
+
+
+def final_weights(folder):
+    """Return the model weights of ``folder``'s last checkpoint and its global step."""
+    checkpoint = torch.load(folder / LAST, map_location="cpu", weights_only=True)
+    return checkpoint["state_dict"], checkpoint["global_step"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Run, side by side: an uninterrupted run, and runs killed by SIGTERM / SIGKILL mid-epoch 1 then resumed.
+
+    Returns name -> (folder, return code and stderr of the first process, of the resume).
+    """
+    folders = {name: tmp_path_factory.mktemp(name) for name in ("uninterrupted", "SIGTERM", "SIGKILL")}
+    first = {"uninterrupted": start_cli(RUN + callbacks(), folders["uninterrupted"])}
+    for name in ("SIGTERM", "SIGKILL"):
+        kill = {"class_path": "test_resume.KillAt", "init_args": {"epoch": 1, "batch": 2, "signal_name": name}}
+        first[name] = start_cli(RUN + callbacks(kill), folders[name])
+    killed = finish(first)
+    killed_checkpoints = {name: final_weights(folders[name])[1] for name in ("SIGTERM", "SIGKILL")}
+    resumed = finish(
+        {name: start_cli(RUN + callbacks() + ["--ckpt_path", str(LAST)], folders[name]) for name in ("SIGTERM", "SIGKILL")}
+    )
+    return {name: (folders[name], killed[name], resumed.get(name), killed_checkpoints.get(name)) for name in folders}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(signal_name, runs):
+    reference_folder, (code, stderr), _, _ = runs["uninterrupted"]
+    assert code == 0, stderr[-2000:]
+    folder, (killed_code, killed_stderr), (resumed_code, resumed_stderr), killed_step = runs[signal_name]
+    if signal_name == "SIGTERM":
+        assert killed_code == 128 + signal.SIGTERM, killed_stderr[-2000:]
+        assert "stopped by SIGTERM in epoch 1 (global step 7); resume with --ckpt_path" in killed_stderr
+        assert str(LAST) in killed_stderr
+    else:
+        assert killed_code == -signal.SIGKILL, killed_stderr[-2000:]
+    assert killed_step == 4, "the last checkpoint of the killed run is the one written at the end of epoch 0"
+    assert resumed_code == 0, resumed_stderr[-2000:]
+    weights, step = final_weights(folder)
+    reference, reference_step = final_weights(reference_folder)
+    assert step == reference_step == 8
+    difference = max((weights[key] - reference[key]).abs().max().item() for key in reference if reference[key].is_floating_point())
+    assert difference == 0.0, f"max |resumed - uninterrupted| = {difference}"
+
+
+def test_an_interrupted_checkpoint_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "global_step": 1}, path)
+
+    def killed_midway(obj, file):
+        file.write(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "global_step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["global_step"] == 1
+    assert [entry.name for entry in tmp_path.iterdir()] == ["last.ckpt"], "no temporary file is left behind"
+    (tmp_path / ".last.ckpt.999.deadbeef.tmp").write_bytes(b"left by a SIGKILL while saving")
+    io.save_checkpoint({"global_step": 3}, path)
+    assert [entry.name for entry in tmp_path.iterdir()] == ["last.ckpt"], "the next save removes it"
+
+
+def test_a_full_disk_while_saving_names_the_checkpoint_and_keeps_the_old_one(tmp_path, monkeypatch):
+    from snn_lightning.errors import OutputDirError
+
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"global_step": 1}, path)
+
+    def disk_full(obj, file):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OutputDirError, match="disk is full while writing checkpoint .*last.ckpt; the previous last.ckpt is intact"):
+        io.save_checkpoint({"global_step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["global_step"] == 1
+
+
+def test_a_checkpoint_of_a_model_built_in_python_loads_with_weights_only(tmp_path):
+    from snn_lightning.data import StaticImageDataModule
+    from snn_lightning.modules import SNNClassifier
+    from snn_lightning.neurons import PLIF
+
+    model = SNNClassifier(arch="resnet_mini", num_classes=10, in_channels=1, width_multiplier=0.25, neuron=PLIF())
+    trainer = L.Trainer(max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(model, datamodule=StaticImageDataModule(batch_size=8))
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    assert "neuron" not in torch.load(tmp_path / "model.ckpt", weights_only=True)["hyper_parameters"]
+    loaded = SNNClassifier.load_from_checkpoint(tmp_path / "model.ckpt", neuron=PLIF(), weights_only=True)
+    torch.testing.assert_close(loaded.state_dict(), model.state_dict())

@@ -1,0 +1,300 @@
+"""STAA-SNN: each aggregator part, the adaptive LIF, STAA networks, complexity, the STAA configs."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import REPO
+from test_cli import cli_modes, run_main
+from snn_lightning.cli import SNNLightningCLI, main
+from snn_lightning.data import load_digits
+from snn_lightning.errors import ConfigurationError
+from snn_lightning.models import (
+    STAA,
+    STAALIF,
+    SpikingResNet,
+    TimeStepDropout,
+    measure_complexity,
+    spiking_resnet19,
+    spiking_resnet_mini,
+)
+from snn_lightning.modules import SNNClassifier
+from snn_lightning.neurons import LIF, AdaptiveLIF
+
+QUICKSTART_STAA = str(REPO / "configs" / "quickstart_staa.yaml")
+PARTS = ("position_encoding", "global_context", "step_attention")
+
+
+def perturbed(layer: STAALIF, seed: int = 0) -> STAALIF:
+    """Return ``layer`` with random attention weights: every part starts as the identity otherwise."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in layer.named_parameters():
+            if not name.startswith("neuron."):
+                parameter.add_(0.5 * torch.randn(parameter.shape, generator=generator))
+    return layer
+
+
+def currents(time_steps: int = 4, batch: int = 3, channels: int = 8, size: int = 5, seed: int = 0) -> torch.Tensor:
+    return 2 * torch.randn(time_steps, batch, channels, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def staa_layers(model: nn.Module) -> list[STAALIF]:
+    return [module for module in model.modules() if isinstance(module, STAALIF)]
+
+
+def tiny_staa_model(time_steps: int = 4, width_multiplier: float = 0.25, **staa_args) -> SpikingResNet:
+    return spiking_resnet_mini(
+        10, in_channels=1, time_steps=time_steps, width_multiplier=width_multiplier, neuron=STAA(**staa_args)
+    )
+
+
+# --- the parts and the layer ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("time_steps", [1, 2, 4, 6])
+def test_layer_and_model_shapes(time_steps: int) -> None:
+    layer = perturbed(STAA(max_time_steps=6).build(8))
+    spikes = layer(currents(time_steps))
+    assert spikes.shape == (time_steps, 3, 8, 5, 5)
+    model = tiny_staa_model(time_steps, max_time_steps=6)
+    assert model(torch.randn(2, 1, 8, 8)).shape == (time_steps, 2, 10)
+
+
+def test_every_part_starts_as_the_identity() -> None:
+    layer = STAA(step_dropout=0.0).build(8)
+    x = currents()
+    torch.testing.assert_close(layer(x), layer.neuron(x))
+
+
+def test_gradients_reach_every_parameter_of_every_part() -> None:
+    layer = perturbed(STAA().build(8))
+    layer(currents()).sum().backward()
+    names = [name for name, _ in layer.named_parameters()]
+    for part in (*PARTS, "neuron"):
+        assert any(name.startswith(part + ".") for name in names), f"{part} has no parameters"
+    for name, parameter in layer.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_gradients_reach_every_parameter_of_a_staa_network() -> None:
+    model = tiny_staa_model()
+    model(torch.randn(4, 1, 8, 8)).mean(0).sum().backward()
+    assert all(parameter.grad is not None for parameter in model.parameters())
+
+
+def test_step_dropout_is_the_identity_in_eval_mode() -> None:
+    dropout = TimeStepDropout(0.5).eval()
+    raw, attended = torch.zeros(4, 8, 3, 2, 2), torch.ones(4, 8, 3, 2, 2)
+    assert torch.equal(dropout(raw, attended), attended)
+    layer = perturbed(STAA(step_dropout=0.5).build(8)).eval()
+    without = copy.deepcopy(layer)
+    without.step_dropout = None
+    torch.testing.assert_close(layer(currents()), without(currents()))
+
+
+def test_step_dropout_replaces_whole_steps_at_rate_p() -> None:
+    torch.manual_seed(0)
+    dropout = TimeStepDropout(0.1).train()
+    raw, attended = torch.zeros(50, 200, 3, 2, 2), torch.ones(50, 200, 3, 2, 2)
+    out = dropout(raw, attended)
+    per_step = out.flatten(2)
+    assert ((per_step == per_step[..., :1]).all()), "a (step, sample) slice is replaced as a whole"
+    rate = (per_step[..., 0] == 0).float().mean().item()
+    assert rate == pytest.approx(0.1, abs=0.01)  # 10,000 draws: 3.3 standard deviations
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_each_flag_removes_its_part(part: str) -> None:
+    torch.manual_seed(0)
+    full = STAA().build(8)
+    reduced = STAA(**{part: False}).build(8)
+    assert getattr(full, part) is not None and getattr(reduced, part) is None
+    part_parameters = sum(p.numel() for p in getattr(full, part).parameters())
+    assert sum(p.numel() for p in reduced.parameters()) == sum(p.numel() for p in full.parameters()) - part_parameters
+    layer = perturbed(full).eval()
+    without = copy.deepcopy(layer)
+    setattr(without, part, None)
+    assert not torch.equal(layer(currents()), without(currents()))
+
+
+def test_step_dropout_flag_removes_tsrd() -> None:
+    assert STAA(step_dropout=0.0).build(8).step_dropout is None
+    assert STAA(global_context=False, step_attention=False).build(8).step_dropout is None, "nothing to skip"
+    layer = perturbed(STAA(step_dropout=0.3).build(8)).train()
+    without = copy.deepcopy(layer)
+    without.step_dropout = None
+    torch.manual_seed(0)
+    assert not torch.equal(layer(currents()), without(currents()))
+
+
+def test_all_flags_off_is_the_bare_neuron() -> None:
+    template = STAA(position_encoding=False, global_context=False, step_attention=False, neuron=LIF())
+    layer = template.build(8)
+    assert sum(p.numel() for p in layer.parameters()) == 0 and isinstance(layer.neuron, LIF)
+
+
+def test_smaller_time_steps_give_the_first_steps_of_a_longer_run() -> None:
+    model = tiny_staa_model(max_time_steps=4)
+    for layer in staa_layers(model):
+        perturbed(layer)
+    model.eval()
+    image = torch.randn(3, 1, 8, 8)
+    full = model(image)
+    for time_steps in (1, 2):
+        model.time_steps = time_steps
+        torch.testing.assert_close(model(image), full[:time_steps])
+
+
+def test_time_steps_beyond_max_time_steps_is_a_clear_error() -> None:
+    layer = STAA(max_time_steps=4).build(8)
+    message = r"max_time_steps=4 but the input has T=6 steps.*--model.time_steps <= 4"
+    with pytest.raises(ConfigurationError, match=message):
+        layer(currents(6))
+
+
+def test_binary_spikes_out_of_every_staa_layer() -> None:
+    model = spiking_resnet19(10, time_steps=2, width_multiplier=0.125, neuron=STAA())
+    layers = staa_layers(model)
+    assert len(layers) == 1 + 2 * (3 + 3 + 2)
+    outputs: list[torch.Tensor] = []
+    for layer in layers:
+        perturbed(layer)
+        layer.register_forward_hook(lambda module, args, out: outputs.append(out))
+    model(torch.randn(2, 3, 16, 16))
+    assert len(outputs) == len(layers)
+    for spikes in outputs:
+        assert ((spikes == 0) | (spikes == 1)).all()
+    assert all(spikes.any() for spikes in outputs), "a layer never fired"
+
+
+def test_stages_choose_where_the_aggregator_goes() -> None:
+    model = spiking_resnet19(10, time_steps=2, width_multiplier=0.125, neuron=STAA(stages=[0, 3]))
+    assert isinstance(model.stem[2], STAALIF)
+    assert all(isinstance(m, STAALIF) for m in (model.stages[2][0].neuron1, model.stages[2][1].neuron2))
+    assert all(isinstance(m, AdaptiveLIF) for m in (model.stages[0][0].neuron1, model.stages[1][2].neuron2))
+    assert len(staa_layers(model)) == 1 + 2 * 2
+    with pytest.raises(ConfigurationError, match=r"stages \[4\].*0 \(the stem\) to 3"):
+        spiking_resnet19(10, width_multiplier=0.125, neuron=STAA(stages=[4]))
+    with pytest.raises(ConfigurationError, match="non-empty"):
+        STAA(stages=[])
+
+
+def test_template_is_not_a_layer() -> None:
+    with pytest.raises(TypeError, match="template"):
+        STAA()(currents())
+
+
+# --- adaptive LIF --------------------------------------------------------------------------------
+
+
+def test_adaptive_lif_defaults_equal_lif_tau_2() -> None:
+    x = currents()
+    torch.testing.assert_close(AdaptiveLIF().build(8)(x), LIF(tau=2.0)(x))
+
+
+def test_adaptive_lif_follows_its_equation_per_channel() -> None:
+    neuron = AdaptiveLIF(channels=2, v_threshold=1.0)
+    with torch.no_grad():
+        neuron.leak_logit.copy_(torch.logit(torch.tensor([0.25, 0.8])))
+        neuron.input_scale.copy_(torch.tensor([1.0, 0.3]))
+    x = torch.tensor([[0.6, 2.0], [0.6, 2.0], [0.6, 2.0]]).view(3, 1, 2)  # [T, B, C]
+    # channel 0: H = 0.6, 0.75, 0.7875 (no spike); channel 1: H = 0.6, 1.08 -> spike, reset, 0.6
+    expected = torch.tensor([[0.0, 0.0], [0.0, 1.0], [0.0, 0.0]]).view(3, 1, 2)
+    torch.testing.assert_close(neuron(x), expected)
+    torch.testing.assert_close(neuron.leak, torch.tensor([0.25, 0.8]))
+
+
+def test_adaptive_lif_checks_its_channels() -> None:
+    with pytest.raises(ValueError, match="init_leak"):
+        AdaptiveLIF(init_leak=1.0)
+    with pytest.raises(ValueError, match=r"has 4 channels.*\[T, B, 4, \.\.\.\]"):
+        AdaptiveLIF(channels=4)(currents(channels=8))
+
+
+# --- complexity ----------------------------------------------------------------------------------
+
+
+def test_macs_of_a_two_layer_model_by_hand() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 10))
+    model.train()
+    complexity = measure_complexity(model, torch.randn(1, 1, 8, 8))
+    conv = 4 * 8 * 8 * (1 * 3 * 3)  # output elements × inputs per output
+    linear = 10 * 256
+    assert complexity.layer_macs == {"0": conv, "3": linear}
+    assert complexity.total_macs == complexity.macs_per_step == conv + linear == 4864
+    assert complexity.parameters == (4 * 9 + 4) + (256 * 10 + 10)
+    assert model.training, "training flags are restored"
+
+
+def test_macs_per_step_of_a_spiking_model() -> None:
+    model = spiking_resnet_mini(10, in_channels=1, time_steps=4, width_multiplier=0.25)
+    complexity = measure_complexity(model, torch.randn(1, 1, 8, 8), time_steps=4)
+    per_step = 8 * 64 * 9 + 2 * 8 * 64 * 8 * 9 + 16 * 16 * 8 * 9 + 16 * 16 * 16 * 9 + 16 * 16 * 8 + 16 * 10
+    assert complexity.macs_per_step == per_step and complexity.total_macs == 4 * per_step
+    staa = measure_complexity(tiny_staa_model(), torch.randn(1, 1, 8, 8), time_steps=4)
+    assert staa.parameters > complexity.parameters and staa.macs_per_step > per_step
+    assert "MACs per step" in str(staa)
+
+
+# --- training and the command line ---------------------------------------------------------------
+
+
+def test_tiny_staa_model_overfits_a_batch_of_digits() -> None:
+    torch.manual_seed(0)
+    images, labels = load_digits("train")
+    x = (torch.from_numpy(images[:64]) - 0.3053) / 0.3759
+    y = torch.from_numpy(labels[:64]).long()
+    model = tiny_staa_model(width_multiplier=0.5)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x).mean(0), y).backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        accuracy = (model(x).mean(0).argmax(-1) == y).float().mean().item()
+    assert accuracy == 1.0
+
+
+def test_cli_evaluates_a_staa_checkpoint_at_fewer_steps(capsys, in_tmp_dir) -> None:
+    fit = ["fit", "--config", QUICKSTART_STAA, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3"]
+    main_exit(fit + ["--trainer.limit_val_batches", "2", "--trainer.enable_progress_bar", "false"])
+    out, _ = capsys.readouterr()
+    assert "model complexity:" in out and "MACs per step" in out
+    checkpoint = in_tmp_dir / "logs" / "quickstart_staa" / "checkpoints" / "best.ckpt"
+    assert checkpoint.is_file()
+    args = ["--config", QUICKSTART_STAA, "--trainer.logger", "false", "--model.time_steps", "2"]
+    cli = SNNLightningCLI(args=args, run=False, **cli_modes())
+    (metrics,) = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=str(checkpoint))
+    assert cli.model.time_steps == 2 and 0.0 <= metrics["test/acc"] <= 1.0
+    test = ["test", "--config", QUICKSTART_STAA, "--ckpt_path", str(checkpoint)]
+    code, _, err = run_main(test + ["--model.time_steps", "6"], capsys)
+    assert code == 2 and "max_time_steps=4 but the input has T=6 steps" in err and "Traceback" not in err
+
+
+def main_exit(args: list[str]) -> int | None:
+    """Run the CLI in-process; return its exit code (None when it returns normally)."""
+    try:
+        main(args)
+    except SystemExit as exit_info:
+        return exit_info.code
+    return None
+
+
+def test_classifier_takes_a_staa_template() -> None:
+    model = SNNClassifier(arch="resnet_mini", in_channels=1, time_steps=2, neuron=STAA(max_time_steps=2))
+    assert len(staa_layers(model)) == 5
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 2, 10)
+
+
+@pytest.mark.slow
+def test_quickstart_staa_reaches_95_percent_test_accuracy(in_tmp_dir) -> None:
+    cli = SNNLightningCLI(args=["--config", QUICKSTART_STAA], run=False, **cli_modes())
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    (metrics,) = cli.trainer.test(ckpt_path="best", datamodule=cli.datamodule)
+    assert metrics["test/acc"] >= 0.95
