@@ -17,6 +17,7 @@ from snn_lightning import plots
 from snn_lightning.callbacks.per_step_accuracy import PerStepAccuracy
 from snn_lightning.callbacks.spike_stats import SpikeStats, spiking_layers
 from snn_lightning.errors import ConfigurationError
+from snn_lightning.models.complexity import probing
 from snn_lightning.neurons import SpikingNeuron
 
 __all__ = ["PlotCallback", "record_layer"]
@@ -46,15 +47,8 @@ def record_layer(model: nn.Module, inputs: Tensor, layer: str) -> tuple[Tensor, 
         module.register_forward_pre_hook(lambda _, args: captured.setdefault("currents", args[0])),
         module.register_forward_hook(lambda _, args, output: captured.setdefault("spikes", output)),
     ]
-    modes = {submodule: submodule.training for submodule in model.modules()}
-    try:
-        model.eval()
+    with probing(model, handles):
         model(inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-        for submodule, training in modes.items():
-            submodule.training = training
     return captured["currents"], captured["spikes"]
 
 

@@ -10,12 +10,15 @@ layer's input firing rate (SOPs).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
-__all__ = ["Complexity", "measure_complexity"]
+__all__ = ["Complexity", "measure_complexity", "probing"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,20 @@ def _layer_macs(module: nn.Module, output: Tensor) -> int:
     return output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
 
 
+@contextmanager
+def probing(model: nn.Module, handles: list[RemovableHandle]) -> Iterator[None]:
+    """Run the body with ``model`` in evaluation mode, then remove the hook ``handles`` and restore every module's training flag."""
+    modes = {module: module.training for module in model.modules()}
+    try:
+        model.eval()
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, training in modes.items():
+            module.training = training
+
+
 def measure_complexity(model: nn.Module, sample: Tensor, time_steps: int = 1) -> Complexity:
     """Return the parameter count and the conv/linear MACs of ``model`` on one input.
 
@@ -81,15 +98,7 @@ def measure_complexity(model: nn.Module, sample: Tensor, time_steps: int = 1) ->
                 layer_macs[name] = layer_macs.get(name, 0) + _layer_macs(module, output)
 
             handles.append(module.register_forward_hook(count))
-    modes = {module: module.training for module in model.modules()}
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(sample)
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, training in modes.items():
-            module.training = training
+    with probing(model, handles), torch.no_grad():
+        model(sample)
     parameters = sum(parameter.numel() for parameter in model.parameters())
     return Complexity(parameters, time_steps, layer_macs)

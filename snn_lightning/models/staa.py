@@ -103,7 +103,8 @@ class GlobalContext(nn.Module):
             raise ConfigurationError(f"STAA reduction must be >= 1, got {reduction}")
         hidden = max(1, channels // reduction)
         self.channels = channels
-        self.key = nn.Linear(channels, 1)
+        # No key bias: the softmax over space ignores a constant, so a bias would never get a gradient.
+        self.key = nn.Linear(channels, 1, bias=False)
         self.value = nn.Linear(channels, hidden, bias=False)
         self.query = nn.Linear(channels, hidden, bias=False)
         self.norm = nn.LayerNorm(hidden)
