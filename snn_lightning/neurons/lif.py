@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from snn_lightning.neurons.kernels.dispatch import BACKENDS, Backend, lif_multistep_backend
+from snn_lightning.neurons.kernels.dispatch import Backend, check_backend, lif_multistep_backend
 from snn_lightning.neurons.surrogate import ATan, Surrogate
 
 __all__ = ["SpikingNeuron", "LIF", "PLIF", "IF"]
@@ -33,8 +33,7 @@ class SpikingNeuron(nn.Module):
         backend: Backend = "auto",
     ) -> None:
         super().__init__()
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown LIF backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        check_backend(backend)
         self.v_threshold = float(v_threshold)
         self.v_reset = None if v_reset is None else float(v_reset)
         self.detach_reset = detach_reset

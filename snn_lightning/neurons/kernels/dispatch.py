@@ -15,7 +15,7 @@ from snn_lightning.neurons.kernels.fused import FusedLIF
 from snn_lightning.neurons.kernels.memory import register_spikes
 from snn_lightning.neurons.surrogate import Surrogate
 
-__all__ = ["Backend", "BACKENDS", "resolve_backend", "lif_multistep_backend"]
+__all__ = ["Backend", "BACKENDS", "check_backend", "resolve_backend", "lif_multistep_backend"]
 
 Backend = Literal["auto", "reference", "fused", "triton"]
 BACKENDS: tuple[str, ...] = ("auto", "reference", "fused", "triton")
@@ -33,6 +33,12 @@ def _triton_runs_on(device: torch.device) -> bool:
     return _triton_importable() and (device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1")
 
 
+def check_backend(backend: str) -> None:
+    """Raise ``ValueError`` naming the choices if ``backend`` is not one of :data:`BACKENDS`."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown LIF backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
 def resolve_backend(backend: Backend, device: torch.device, dtype: torch.dtype = torch.float32) -> str:
     """Return the backend that runs: ``"reference"``, ``"fused"`` or ``"triton"`` (``"auto"`` resolved for ``device``).
 
@@ -40,8 +46,7 @@ def resolve_backend(backend: Backend, device: torch.device, dtype: torch.dtype =
     else the fused node (C++/OpenMP kernel on the CPU, a PyTorch loop elsewhere); the choice is
     logged once per process.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown LIF backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    check_backend(backend)
     if backend == "auto":
         chosen = "triton" if device.type == "cuda" and dtype != torch.float64 and _triton_importable() else "fused"
         if (chosen, device.type) not in _announced:
