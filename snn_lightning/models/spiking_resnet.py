@@ -20,8 +20,8 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from snn_lightning.errors import ConfigurationError
-from snn_lightning.layers import DirectEncoder, TemporalBatchNorm2d, TimeDistributed
-from snn_lightning.models.ann_resnet import conv1x1, conv3x3, init_resnet_weights
+from snn_lightning.layers import DirectEncoder, SpikeConv2d, TemporalBatchNorm2d, TimeDistributed
+from snn_lightning.models.ann_resnet import conv1x1, init_resnet_weights
 from snn_lightning.neurons import LIF
 
 __all__ = [
@@ -82,7 +82,7 @@ def conv_bn_neuron(
     in_channels: int, out_channels: int, make_neuron: NeuronFactory, kernel_size: int = 3, stride: int = 1
 ) -> list[nn.Module]:
     """Return [conv, BN over time, neuron]: one spiking layer from currents or spikes to spikes."""
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2, bias=False)
+    conv = SpikeConv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2, bias=False)
     return [TimeDistributed(conv), TemporalBatchNorm2d(out_channels), make_neuron(out_channels)]
 
 
@@ -131,10 +131,10 @@ class SpikingBasicBlock(nn.Module):
             make_neuron: returns a fresh neuron for a layer with the given channel count.
         """
         super().__init__()
-        self.conv1 = TimeDistributed(conv3x3(in_channels, out_channels, stride))
+        self.conv1 = TimeDistributed(SpikeConv2d(in_channels, out_channels, 3, stride, padding=1, bias=False))
         self.bn1 = TemporalBatchNorm2d(out_channels)
         self.neuron1 = make_neuron(out_channels)
-        self.conv2 = TimeDistributed(conv3x3(out_channels, out_channels))
+        self.conv2 = TimeDistributed(SpikeConv2d(out_channels, out_channels, 3, padding=1, bias=False))
         self.bn2 = TemporalBatchNorm2d(out_channels)
         self.downsample = downsample
         self.neuron2 = make_neuron(out_channels)

@@ -1,23 +1,12 @@
 """The C++/OpenMP LIF kernel (``lif_cpu.cpp``): compiled once into a cache directory, called through ctypes.
 
-The source uses no torch headers, so it compiles in a few seconds with the system compiler
-(``$CXX``, default ``g++``) instead of the minute a ``torch.utils.cpp_extension`` build takes; the
-library lands in ``$SNN_LIGHTNING_CACHE`` (default ``~/.cache/snn_lightning``) under a name that
-hashes the source, the flags, the compiler and the CPU, so an edit or another machine rebuilds it.
-The two entry points are registered as ``torch.library`` custom ops (``snn_lightning::lif_forward_cpu``
-and ``lif_backward_cpu``), so ``torch.compile`` treats them as opaque calls. Without a working
+:func:`snn_lightning.native.load_library` builds and caches the library. The two entry points
+are registered as ``torch.library`` custom ops (``snn_lightning::lif_forward_cpu`` and
+``lif_backward_cpu``), so ``torch.compile`` treats them as opaque calls. Without a working
 compiler :func:`load` returns False after one warning and the fused backend runs its PyTorch loop.
 """
 
 import ctypes
-import hashlib
-import logging
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import warnings
 from functools import cache
 from pathlib import Path
 from typing import Optional
@@ -25,12 +14,13 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-__all__ = ["load", "library_path"]
+from snn_lightning.native import OPENMP_FLAGS, load_library
 
-logger = logging.getLogger("snn_lightning")
+__all__ = ["load"]
 
 _SOURCE = Path(__file__).with_name("lif_cpu.cpp")
-_FLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC", "-std=c++17"]
+# No FMA contraction: every step rounds as the reference loop does, so spikes match it bit for bit.
+_FLAGS = (*OPENMP_FLAGS, "-ffp-contract=off")
 # libmvec (glibc) vectorises the sigmoid surrogate's exp; without it the kernel still builds, with scalar exp.
 _LINK_VARIANTS = [["-lmvec"], ["-DSNN_NO_LIBMVEC"]]
 _ELEMENTS_PER_THREAD = 1 << 20
@@ -56,66 +46,16 @@ class _Params(ctypes.Structure):
     ]
 
 
-def _cache_dir() -> Path:
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "snn_lightning"
-    return Path(os.environ.get("SNN_LIGHTNING_CACHE", default))
-
-
-def _cpu_signature() -> str:
-    """Return what identifies this CPU's instruction set (``-march=native`` binaries are not portable)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        return next((line for line in text.splitlines() if line.startswith("flags")), platform.processor())
-    except OSError:
-        return platform.processor() + platform.machine()
-
-
-def library_path(compiler: str) -> Path:
-    """Return where the library built by ``compiler`` from the current source for this CPU is cached."""
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
-    key = "\n".join([_SOURCE.read_text(), " ".join(_FLAGS), version, _cpu_signature()])
-    return _cache_dir() / f"lif_cpu-{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
-
-
-def _build(compiler: str, target: Path) -> None:
-    """Compile the kernel into ``target`` atomically (a temporary file renamed), so parallel processes agree."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    errors = []
-    for extra in _LINK_VARIANTS:
-        with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".so", delete=False) as tmp:
-            partial = Path(tmp.name)
-        command = [compiler, *_FLAGS, str(_SOURCE), "-o", str(partial), *extra]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode == 0:
-            os.replace(partial, target)
-            logger.info("compiled the fused CPU LIF kernel into %s", target)
-            return
-        partial.unlink(missing_ok=True)
-        errors.append(f"$ {' '.join(command)}\n{result.stderr.strip()}")
-    raise RuntimeError("\n".join(errors))
-
-
 @cache
 def _library() -> Optional[ctypes.CDLL]:
-    compiler = os.environ.get("CXX", "g++")
-    try:
-        if shutil.which(compiler) is None:
-            raise RuntimeError(f"compiler {compiler!r} not found on PATH")
-        path = library_path(compiler)
-        if not path.exists():
-            _build(compiler, path)
-        lib = ctypes.CDLL(str(path))
-    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
-        warnings.warn(
-            f"could not build the fused CPU LIF kernel ({error}); the fused backend falls back to its "
-            f"PyTorch loop, which saves the same memory but runs slower. Install g++ with OpenMP (or set "
-            f"CXX to a C++17 compiler) to get the kernel.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return None
-    lib.lif_forward.argtypes = [ctypes.c_int, ctypes.c_int] + [ctypes.c_void_p] * 4 + [_Params]
-    lib.lif_backward.argtypes = [ctypes.c_int, ctypes.c_int] + [ctypes.c_void_p] * 6 + [_Params]
+    lib = load_library(
+        _SOURCE, _FLAGS, "the fused CPU LIF kernel",
+        "the fused backend falls back to its PyTorch loop, which saves the same memory but runs slower",
+        _LINK_VARIANTS,
+    )
+    if lib is not None:
+        lib.lif_forward.argtypes = [ctypes.c_int, ctypes.c_int] + [ctypes.c_void_p] * 4 + [_Params]
+        lib.lif_backward.argtypes = [ctypes.c_int, ctypes.c_int] + [ctypes.c_void_p] * 6 + [_Params]
     return lib
 
 

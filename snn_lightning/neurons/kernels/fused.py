@@ -27,7 +27,9 @@ from torch import Tensor
 from snn_lightning.neurons.dynamics import charge, reset
 from snn_lightning.neurons.surrogate import ATan, Rectangle, Sigmoid, Surrogate, Triangle
 
-__all__ = ["FusedLIF", "LeakLayout", "leak_layout", "surrogate_code", "IMPLEMENTATIONS", "implementation"]
+__all__ = [
+    "FusedLIF", "LeakLayout", "leak_layout", "memory_order", "surrogate_code", "IMPLEMENTATIONS", "implementation"
+]
 
 # Surrogate kinds the compiled kernels evaluate themselves; 0 means "derivative table computed in Python".
 TABLE = 0
@@ -72,6 +74,19 @@ def leak_layout(inv_tau: Tensor, step_shape: torch.Size, state_dtype: torch.dtyp
     if all(shape[dim] == step_shape[dim] for dim in range(first, last + 1)):
         return LeakLayout(leak.reshape(-1).contiguous(), leak.numel(), math.prod(step_shape[last + 1 :]))
     return LeakLayout(leak.expand(step_shape).reshape(-1).contiguous(), math.prod(step_shape), 1)
+
+
+def memory_order(x_seq: Tensor) -> tuple[int, ...]:
+    """Return the permutation of ``x_seq``'s dims that lists them from outermost to innermost in memory.
+
+    Time stays first. ``x_seq.permute(order)`` is contiguous for every dense layout, e.g.
+    ``(0, 1, 3, 4, 2)`` for channels-last steps ``[T, B, C, H, W]``, so the kernels run on the
+    memory as it lies instead of copying it to the standard order; for other strides (a
+    non-dense view) the result is only a best effort and the caller's ``contiguous()`` copies.
+    """
+    step_dims = sorted(range(1, x_seq.ndim), key=lambda dim: (-x_seq.stride(dim), dim))
+    order = (0, *step_dims)
+    return order if x_seq.permute(order).is_contiguous() else tuple(range(x_seq.ndim))
 
 
 def forward_torch(
@@ -204,6 +219,12 @@ def implementation(name: str) -> Implementation:
     return _load(name) if loaded is None else loaded
 
 
+def _restore_order(flat: Tensor, ordered_shape: tuple[int, ...], order: tuple[int, ...]) -> Tensor:
+    """Return ``flat [T, N]``, laid out as ``ordered_shape``, viewed back in the caller's dim order (no copy)."""
+    inverse = sorted(range(len(order)), key=order.__getitem__)
+    return flat.view(ordered_shape).permute(inverse)
+
+
 class FusedLIF(torch.autograd.Function):
     """Multi-step LIF as one autograd node: spikes forward, hand-derived BPTT backward from the saved ``H``."""
 
@@ -221,10 +242,15 @@ class FusedLIF(torch.autograd.Function):
     ) -> Tensor:
         impl = implementation(implementation_name)
         state_dtype = torch.promote_types(x_seq.dtype, torch.float32)
-        layout = leak_layout(inv_tau, x_seq.shape[1:], state_dtype)
+        # Work on the memory order of the input (channels-last stays channels-last, no copy).
+        order = memory_order(x_seq)
+        x_ordered = x_seq.permute(order)
+        leak_shape = (1,) * (x_seq.ndim - 1 - inv_tau.ndim) + tuple(inv_tau.shape)
+        inv_tau_ordered = inv_tau.reshape(leak_shape).permute([dim - 1 for dim in order[1:]])
+        layout = leak_layout(inv_tau_ordered, x_ordered.shape[1:], state_dtype)
         hard_reset = v_reset is not None
         reset_value = float(v_reset) if hard_reset else 0.0
-        x = x_seq.reshape(x_seq.shape[0], -1).contiguous()
+        x = x_ordered.reshape(x_seq.shape[0], -1).contiguous()
         spikes, h_seq = impl.forward(
             x, layout.leak, layout.channels, layout.inner, float(v_threshold), reset_value, hard_reset, decay_input
         )
@@ -233,8 +259,8 @@ class FusedLIF(torch.autograd.Function):
         ctx.surrogate = surrogate
         ctx.implementation_name = implementation_name
         ctx.inv_tau_shape, ctx.inv_tau_dtype = inv_tau.shape, inv_tau.dtype
-        ctx.x_shape = x_seq.shape
-        return spikes.view(x_seq.shape)
+        ctx.order, ctx.ordered_shape = order, x_ordered.shape
+        return _restore_order(spikes, x_ordered.shape, order)
 
     @staticmethod
     def backward(ctx, grad_spikes: Tensor) -> tuple[Tensor | None, ...]:
@@ -242,7 +268,7 @@ class FusedLIF(torch.autograd.Function):
         channels, inner, v_threshold, v_reset, hard_reset, decay_input, detach_reset = ctx.settings
         impl = implementation(ctx.implementation_name)
         leak_grad = ctx.needs_input_grad[1]
-        grad = grad_spikes.reshape(h_seq.shape).contiguous()
+        grad = grad_spikes.permute(ctx.order).reshape(h_seq.shape).contiguous()
         code, parameter = surrogate_code(ctx.surrogate)
         table = None
         if code == TABLE or not impl.builtin_surrogates:
@@ -253,5 +279,6 @@ class FusedLIF(torch.autograd.Function):
         )
         grad_inv_tau = None
         if leak_grad:
-            grad_inv_tau = leak_partial.view(ctx.x_shape[1:]).sum_to_size(ctx.inv_tau_shape).to(ctx.inv_tau_dtype)
-        return grad_x.view(ctx.x_shape), grad_inv_tau, None, None, None, None, None, None
+            per_neuron = _restore_order(leak_partial.view(1, -1), (1, *ctx.ordered_shape[1:]), ctx.order)[0]
+            grad_inv_tau = per_neuron.sum_to_size(ctx.inv_tau_shape).to(ctx.inv_tau_dtype)
+        return _restore_order(grad_x, ctx.ordered_shape, ctx.order), grad_inv_tau, None, None, None, None, None, None

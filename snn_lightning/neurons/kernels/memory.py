@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from snn_lightning.neurons.kernels.fused import memory_order
+
 __all__ = ["compact_spikes", "register_spikes"]
 
 # Storage address -> (weak reference to the spike tensor, its bool copy once packed). Only filled
@@ -30,11 +32,17 @@ _registry: dict[int, list[Any]] | None = None
 def register_spikes(spikes: Tensor) -> Tensor:
     """Return ``spikes`` unchanged, noting them for bool packing when inside :func:`compact_spikes`."""
     registry = _registry
-    # Packing indexes the bool copy with the saved view's strides, which needs contiguous spikes.
-    if registry is not None and spikes.is_contiguous() and not torch.compiler.is_compiling():
+    # Packing indexes the bool copy with the saved view's strides: the spikes must be dense (any dim order,
+    # channels-last included), so that the copy keeps their strides.
+    if registry is not None and _dense(spikes) and not torch.compiler.is_compiling():
         address = spikes.untyped_storage().data_ptr()
         registry[address] = [weakref.ref(spikes, lambda _, address=address: registry.pop(address, None)), None]
     return spikes
+
+
+def _dense(tensor: Tensor) -> bool:
+    """Return whether ``tensor`` covers its memory without gaps or overlaps in some order of its dims."""
+    return tensor.permute(memory_order(tensor)).is_contiguous()
 
 
 def _pack(tensor: Tensor) -> Any:
