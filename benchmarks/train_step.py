@@ -30,13 +30,16 @@ import torch
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from snn_lightning.layers import SpikeConv2d
 from snn_lightning.models import spiking_resnet19
 from snn_lightning.neurons import LIF, ATan
 from snn_lightning.neurons.kernels import compact_spikes
 
-# name -> (builder arguments for ours, or None for SpikingJelly; run the step inside compact_spikes)
+# name -> (builder arguments for ours, or None for SpikingJelly; run the step inside compact_spikes).
+# max_density 0 turns the spike-driven convolutions off (every SpikeConv2d runs as nn.Conv2d).
 CONFIGURATIONS: dict[str, tuple[dict | None, bool]] = {
     "ours, reference backend": ({"backend": "reference"}, False),
+    "ours, fused, dense convolutions": ({"backend": "auto", "max_density": 0.0}, False),
     "ours, fused": ({"backend": "auto"}, False),
     "ours, fused + bool spikes": ({"backend": "auto"}, True),
     "ours, fused + checkpoint_blocks": ({"backend": "auto", "checkpoint_blocks": True}, False),
@@ -94,10 +97,39 @@ def build(name: str, args: argparse.Namespace) -> nn.Module:
     if options is None:
         return spikingjelly_resnet19(args.num_classes, args.time_steps, args.width)
     neuron = LIF(tau=2.0, surrogate=ATan(), backend=options["backend"])
-    return spiking_resnet19(
+    model = spiking_resnet19(
         args.num_classes, time_steps=args.time_steps, width_multiplier=args.width, neuron=neuron,
         checkpoint_blocks=options.get("checkpoint_blocks", False),
     )
+    for conv in model.modules():
+        if isinstance(conv, SpikeConv2d) and "max_density" in options:
+            conv.max_density = options["max_density"]
+    return model
+
+
+def neuron_type(name: str) -> type:
+    """Return the class of the spiking neurons in the network of configuration ``name``."""
+    if CONFIGURATIONS[name][0] is None:
+        from spikingjelly.activation_based.neuron import LIFNode
+
+        return LIFNode
+    return LIF
+
+
+def spike_rate(model: nn.Module, images: Tensor, neuron: type) -> float:
+    """Return the fraction of ones over every output of a ``neuron`` module in one forward pass of ``model``."""
+    ones, total = [], []
+
+    def count(module: nn.Module, args: tuple, spikes: Tensor) -> None:
+        ones.append(spikes.count_nonzero().item())
+        total.append(spikes.numel())
+
+    handles = [module.register_forward_hook(count) for module in model.modules() if isinstance(module, neuron)]
+    with torch.no_grad():
+        model(images)
+    for handle in handles:
+        handle.remove()
+    return sum(ones) / sum(total)
 
 
 class _MallInfo2(ctypes.Structure):
@@ -166,6 +198,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, float]:
     step()
     seconds = statistics.median(step() for _ in range(args.steps))
     result = {"images_per_s": args.batch_size / seconds, "peak_rss_mb": peak_rss_mb(), "kept_mb": kept_mb[-1]}
+    result["spike_rate"] = spike_rate(model, images, neuron_type(name))
     result["rss_growth_mb"] = result["peak_rss_mb"] - rss_before
     # One more step, untimed, with every op watched: its peak allocation above the level it started from.
     optimizer.zero_grad(set_to_none=True)
@@ -210,15 +243,16 @@ def main() -> None:
 
     print(f"# spiking ResNet-19 ×{args.width} train step, T={args.time_steps}, batch {args.batch_size}, 32×32, "
           f"{args.device} ({args.threads} threads), median {args.clock} time of {args.steps} steps; (×) = vs SpikingJelly")
-    print("| configuration | images/s | peak RSS MB | RSS growth in training MB | step peak allocated MB | kept for backward MB |")
-    print("|---|---|---|---|---|---|")
+    print("| configuration | images/s | peak RSS MB | RSS growth in training MB | step peak allocated MB | "
+          "kept for backward MB | spike rate |")
+    print("|---|---|---|---|---|---|---|")
     for name, result in results.items():
         if isinstance(result, str):
-            print(f"| {name} | failed: {result} | | | | |")
+            print(f"| {name} | failed: {result} | | | | | |")
             continue
         cells = [cell(result, key, digits) for key, digits in
                  (("images_per_s", 2), ("peak_rss_mb", 0), ("rss_growth_mb", 0), ("step_peak_mb", 0), ("kept_mb", 0))]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        print(f"| {name} | " + " | ".join(cells) + f" | {result['spike_rate']:.3f} |")
 
 
 if __name__ == "__main__":
