@@ -129,7 +129,7 @@ def test_rejects_a_density_outside_zero_one():
 def test_state_dict_is_that_of_nn_conv2d():
     sparse, dense = _twins(3, 4, 3, 1, 1, True)
     assert sparse.state_dict().keys() == dense.state_dict().keys()
-    assert "max_density=0.25" in repr(sparse)
+    assert "max_density=0.2" in repr(sparse)
 
 
 def test_functional_form_matches_nn_conv2d():
@@ -166,3 +166,17 @@ def test_missing_compiler_runs_nn_conv2d_with_a_warning(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "could not build the spike-driven CPU convolution (compiler" in result.stdout
     assert "SpikeConv2d runs as nn.Conv2d" in result.stdout
+
+
+def test_model_density_setting_reaches_every_spike_convolution_and_is_checked():
+    model = spiking_resnet_mini(10, spike_conv_max_density=0.0)
+    densities = {module.max_density for module in model.modules() if isinstance(module, SpikeConv2d)}
+    assert densities == {0.0}
+    with pytest.raises(ValueError, match="max_density must lie in \\[0, 1\\], got -0.1"):
+        spiking_resnet_mini(10, spike_conv_max_density=-0.1)
+
+
+def test_functional_form_rejects_what_the_kernel_cannot_read():
+    weight = torch.randn(4, 2, 3, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="float32 CPU input .* use SpikeConv2d"):
+        spike_conv2d(torch.zeros(1, 2, 5, 5, dtype=torch.float64), weight, None, (1, 1), (1, 1))

@@ -76,7 +76,7 @@ def _(x):
 def _forward(
     x: Tensor, offsets: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Sequence[int], padding: Sequence[int]
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Return the output ``[N, OH, OW, C_out]`` (channels-last data) and the nonzeros of ``x`` listed at ``offsets``: channels, values."""
+    """Return the output ``[N, OH, OW, C_out]`` and the nonzeros of ``x`` listed at ``offsets``: channels, values."""
     lib, shape = _library(), _shape(x.shape, weight.shape, stride, padding)
     pixels_last = x.permute(0, 2, 3, 1).contiguous()
     nonzeros = int(offsets[-1])
@@ -174,6 +174,11 @@ def spike_conv2d(
     """
     if _library() is None:
         raise RuntimeError("spike_conv2d needs the compiled CPU kernel, which could not be built (see the warning)")
+    if x.device.type != "cpu" or x.dim() != 4 or not x.dtype == weight.dtype == torch.float32:
+        raise ValueError(
+            f"spike_conv2d takes float32 CPU input [N, C, H, W] and weight, got input {tuple(x.shape)} {x.dtype} on "
+            f"{x.device.type} and weight {weight.dtype}; use SpikeConv2d, which runs nn.Conv2d for other inputs"
+        )
     if offsets is None:
         offsets = torch.ops.snn_lightning.spike_count_cpu(x)
     return _SpikeConv2dFunction.apply(x, offsets, weight, bias, tuple(stride), tuple(padding))
@@ -196,7 +201,7 @@ class SpikeConv2d(nn.Conv2d):
         stride: Union[int, tuple[int, int]] = 1,
         padding: Union[int, tuple[int, int]] = 0,
         bias: bool = True,
-        max_density: float = 0.25,
+        max_density: float = 0.2,
     ) -> None:
         """
         Args:
@@ -206,12 +211,21 @@ class SpikeConv2d(nn.Conv2d):
             stride: step of the kernel over the input.
             padding: zeros added on each side of the input.
             bias: add a learnable bias to the output.
-            max_density: largest fraction of nonzero inputs for which the sparse path runs (above it a dense conv is faster).
+            max_density: largest fraction of nonzero inputs that takes the sparse path (training breaks even near 0.2–0.3).
         """
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias=bias)
-        if not 0.0 <= max_density <= 1.0:
-            raise ValueError(f"SpikeConv2d max_density must lie in [0, 1], got {max_density}")
-        self.max_density = float(max_density)
+        self.max_density = max_density
+
+    @property
+    def max_density(self) -> float:
+        """Largest fraction of nonzero inputs that takes the sparse path; 0 runs dense on any nonzero input."""
+        return self._max_density
+
+    @max_density.setter
+    def max_density(self, value: float) -> None:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"SpikeConv2d max_density must lie in [0, 1], got {value}")
+        self._max_density = float(value)
 
     def sparse_offsets(self, x: Tensor) -> Optional[Tensor]:
         """Return the offsets of the nonzeros of ``x`` when a call on it takes the sparse path, else None."""

@@ -170,6 +170,7 @@ class SpikingResNet(nn.Module):
         width_multiplier: float = 1.0,
         neuron: nn.Module | None = None,
         checkpoint_blocks: bool = False,
+        spike_conv_max_density: float = 0.2,
     ) -> None:
         """
         Args:
@@ -184,6 +185,7 @@ class SpikingResNet(nn.Module):
             width_multiplier: factor applied to every width (at least 1 channel), for small models and tests.
             neuron: spiking neuron template, built into every layer (see ``make_activation``); null means ``LIF()``.
             checkpoint_blocks: in training keep only each residual block's input and recompute the block in backward (less memory, ~1/3 more time).
+            spike_conv_max_density: the 3×3 convolutions compute from their nonzero inputs (CPU) when at most this fraction is nonzero; 0 turns that off.
         """
         super().__init__()
         if not len(blocks) == len(widths) == len(strides) or not blocks:
@@ -222,6 +224,9 @@ class SpikingResNet(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.fc = nn.Linear(channels, num_classes)
         init_resnet_weights(self)
+        for module in self.modules():
+            if isinstance(module, SpikeConv2d):
+                module.max_density = spike_conv_max_density
 
     @staticmethod
     def _make_stem(kind: StemKind, in_channels: int, width: int, make_neuron: NeuronFactory) -> nn.Sequential:

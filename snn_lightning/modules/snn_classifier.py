@@ -38,6 +38,7 @@ class SNNClassifier(ClassifierModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         checkpoint_blocks: bool = False,
         compact_spikes: bool = False,
+        spike_conv_max_density: float = 0.2,
     ) -> None:
         """
         Args:
@@ -53,6 +54,7 @@ class SNNClassifier(ClassifierModule):
             lr_scheduler: scheduler factory; null means cosine annealing over ``trainer.max_epochs``.
             checkpoint_blocks: in training keep only each residual block's input and recompute the block in backward (less memory, more time).
             compact_spikes: in training keep the spikes that layers save for backward as bool, 1 byte instead of 4 (eager mode only).
+            spike_conv_max_density: on the CPU a 3×3 convolution computes from its nonzero inputs when at most this fraction is nonzero (faster at low spike rates); 0 turns that off.
         """
         super().__init__(num_classes, optimizer, lr_scheduler)
         if time_steps < 1:
@@ -69,6 +71,7 @@ class SNNClassifier(ClassifierModule):
             width_multiplier=width_multiplier,
             neuron=neuron,
             checkpoint_blocks=checkpoint_blocks,
+            spike_conv_max_density=spike_conv_max_density,
         )
         self.compact_spikes = compact_spikes
         self.loss_fn = LOSSES[loss]
