@@ -144,8 +144,9 @@ class _SpikeConv2dFunction(torch.autograd.Function):
         input_size, stride, padding = ctx.geometry
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            # Only the input's shape is read; a channels-last weight makes oneDNN return a channels-last gradient.
-            shape_only = grad_out.new_empty(1).expand(input_size)
+            # Only the input's shape and layout are read: an unwritten buffer costs no memory traffic (an
+            # expanded scalar would be copied out in full); channels-last makes oneDNN return a channels-last gradient.
+            shape_only = torch.empty(input_size, dtype=grad_out.dtype, memory_format=torch.channels_last)
             grad_x = torch.ops.aten.convolution_backward(
                 grad_out, shape_only, weight.contiguous(memory_format=torch.channels_last), None, stride, padding,
                 (1, 1), False, (0, 0), 1, (True, False, False),
@@ -180,7 +181,7 @@ def spike_conv2d(
             f"{x.device.type} and weight {weight.dtype}; use SpikeConv2d, which runs nn.Conv2d for other inputs"
         )
     if offsets is None:
-        offsets = torch.ops.snn_lightning.spike_count_cpu(x)
+        offsets = torch.ops.snn_lightning.spike_count_cpu(x.detach())
     return _SpikeConv2dFunction.apply(x, offsets, weight, bias, tuple(stride), tuple(padding))
 
 
@@ -240,7 +241,7 @@ class SpikeConv2d(nn.Conv2d):
         )
         if not applicable:
             return None
-        offsets = torch.ops.snn_lightning.spike_count_cpu(x)
+        offsets = torch.ops.snn_lightning.spike_count_cpu(x.detach())
         return offsets if offsets[-1].item() <= self.max_density * x.numel() else None
 
     def forward(self, x: Tensor) -> Tensor:
