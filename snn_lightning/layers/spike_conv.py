@@ -212,7 +212,7 @@ class SpikeConv2d(nn.Conv2d):
             stride: step of the kernel over the input.
             padding: zeros added on each side of the input.
             bias: add a learnable bias to the output.
-            max_density: largest fraction of nonzero inputs that takes the sparse path (training breaks even near 0.2–0.3).
+            max_density: largest fraction of nonzero inputs that takes the sparse path (training breaks even near 0.25–0.35).
         """
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias=bias)
         self.max_density = max_density
