@@ -48,10 +48,21 @@ def assert_grad_close(actual, expected, dtype, rtol32=1e-5):
     torch.testing.assert_close(actual.float(), expected.float(), rtol=tolerance[0], atol=float(tolerance[1]))
 
 
-def compare_with_reference(implementation, steps, v_reset, detach, decay, surrogate, dtype, device="cpu", leak_shape=()):
-    """Run the fused node with ``implementation`` and the reference on the same data; assert they agree."""
+def channels_last_steps(x):
+    """Return ``x [T, B, C, H, W]`` with every step stored channels-last (memory order T, B, H, W, C)."""
+    return x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+
+
+def compare_with_reference(
+    implementation, steps, v_reset, detach, decay, surrogate, dtype, device="cpu", leak_shape=(), arrange=None
+):
+    """Run the fused node with ``implementation`` and the reference on the same data; assert they agree.
+
+    ``arrange`` lays the input out in memory (e.g. :func:`channels_last_steps`); the spikes must keep that layout.
+    """
     torch.manual_seed(steps)
     x = (torch.randn(steps, 2, 3, 4, 5, device=device) * 1.5 + 0.8).to(dtype)
+    x = x if arrange is None else arrange(x)
     leak = (0.3 + 0.4 * torch.rand(leak_shape, device=device)) if leak_shape else torch.tensor(1 / 1.7, device=device)
     weights = torch.randn(x.shape, device=device).to(dtype)
     results = []
@@ -64,7 +75,8 @@ def compare_with_reference(implementation, steps, v_reset, detach, decay, surrog
         (spikes * weights).sum().backward()
         results.append((spikes, x_run.grad, leak_run.grad))
     (ref, ref_gx, ref_gk), (out, gx, gk) = results
-    assert out.dtype == dtype and out.shape == x.shape
+    assert out.dtype == dtype and out.shape == x.shape and out.stride() == x.stride()
+    assert gx.stride() == x.stride()
     assert torch.equal(out, ref)
     assert_grad_close(gx, ref_gx, dtype)
     assert gk.shape == leak.shape
@@ -87,6 +99,25 @@ def test_fused_matches_reference(implementation, steps, v_reset, detach, decay, 
 def test_fused_per_channel_leak_gradient_is_reduced(implementation, leak_shape):
     for v_reset, decay in [(0.0, True), (None, False), (-0.2, False)]:
         compare_with_reference(implementation, 4, v_reset, False, decay, ATan(), torch.float32, leak_shape=leak_shape)
+
+
+@pytest.mark.parametrize("implementation", ["cpu", "torch"])
+@pytest.mark.parametrize("leak_shape", [(), (3, 1, 1), (3, 4, 5)], ids=["scalar", "channel", "neuron"])
+def test_fused_runs_channels_last_input_in_place_of_memory(implementation, leak_shape):
+    for v_reset, decay in [(0.0, True), (None, False)]:
+        compare_with_reference(
+            implementation, 4, v_reset, False, decay, ATan(), torch.float32, leak_shape=leak_shape,
+            arrange=channels_last_steps,
+        )
+
+
+def test_memory_order_lists_dims_outermost_first_and_keeps_time_first():
+    from snn_lightning.neurons.kernels.fused import memory_order
+
+    x = torch.zeros(4, 2, 3, 5, 6)
+    assert memory_order(x) == (0, 1, 2, 3, 4)
+    assert memory_order(channels_last_steps(x)) == (0, 1, 3, 4, 2)
+    assert memory_order(x.transpose(0, 1)) == (0, 1, 2, 3, 4)  # time not outermost: the caller copies
 
 
 @pytest.mark.parametrize("implementation", ["cpu", "torch"])
@@ -227,6 +258,12 @@ def test_compact_spikes_packs_views_of_spikes_as_bool_and_nothing_else():
     assert compact.dtype == torch.bool and dtype == torch.float32
     assert torch.equal(memory._unpack(packed), spikes.flatten(0, 1)[1:])
     assert other is x
+    with compact_spikes():  # channels-last spikes are packed too, keeping their strides
+        spikes = LIF()(channels_last_steps(torch.randn(2, 3, 4, 5, 6) + 0.8))
+        packed = memory._pack(spikes.flatten(0, 1))
+    assert packed[0].dtype == torch.bool
+    unpacked = memory._unpack(packed)
+    assert torch.equal(unpacked, spikes.flatten(0, 1)) and unpacked.stride() == spikes.flatten(0, 1).stride()
 
 
 # --- triton ----------------------------------------------------------------------------------------
