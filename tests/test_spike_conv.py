@@ -180,3 +180,14 @@ def test_functional_form_rejects_what_the_kernel_cannot_read():
     weight = torch.randn(4, 2, 3, 3, dtype=torch.float64)
     with pytest.raises(ValueError, match="float32 CPU input .* use SpikeConv2d"):
         spike_conv2d(torch.zeros(1, 2, 5, 5, dtype=torch.float64), weight, None, (1, 1), (1, 1))
+
+
+def test_too_small_input_gets_nn_conv2d_error_and_double_backward_is_refused():
+    conv = SpikeConv2d(2, 3, 5, max_density=1.0)
+    with pytest.raises(RuntimeError, match="Kernel size can't be greater than actual input size|too small"):
+        conv(torch.zeros(1, 2, 3, 3))
+    x = (torch.rand(1, 2, 6, 6) < 0.2).float().requires_grad_()
+    assert conv.sparse_offsets(x) is not None
+    (grad,) = torch.autograd.grad(conv(x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|trying to differentiate twice"):
+        grad.sum().backward()

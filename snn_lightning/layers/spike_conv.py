@@ -21,6 +21,7 @@ from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from snn_lightning.native import OPENMP_FLAGS, load_library
 
@@ -139,6 +140,7 @@ class _SpikeConv2dFunction(torch.autograd.Function):
         return out.permute(0, 3, 1, 2)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Optional[Tensor], ...]:
         offsets, channel, value, weight = ctx.saved_tensors
         input_size, stride, padding = ctx.geometry
@@ -237,6 +239,7 @@ class SpikeConv2d(nn.Conv2d):
             and not torch.is_autocast_enabled("cpu")
             and not torch.compiler.is_compiling()
             and x.numel() > 0
+            and all(size + 2 * pad >= kernel for size, pad, kernel in zip(x.shape[2:], self.padding, self.kernel_size))
             and _library() is not None
         )
         if not applicable:
