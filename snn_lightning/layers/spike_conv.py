@@ -5,7 +5,8 @@ of percent of ones). A dense convolution multiplies every zero; :class:`SpikeCon
 nonzeros once per call (``spike_conv_cpu.cpp``) and adds each one's weight rows to the outputs it
 reaches, and in backward adds each one's output gradients to its weight rows. The input gradient
 (dense output gradient times the weight) stays a dense transposed convolution. Saved for backward
-are the listed nonzeros (8 bytes each) instead of the input (4 bytes per element).
+are the listed nonzeros (8 bytes each, plus one offset per pixel) instead of the input (4 bytes
+per element).
 
 The result equals ``nn.Conv2d``'s up to the order of the floating-point sums. The module falls
 back to ``nn.Conv2d`` when the sparse path does not apply or does not pay: dense input (images,
