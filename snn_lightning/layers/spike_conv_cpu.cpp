@@ -43,16 +43,12 @@ inline void for_each_nonzero(const float* row, int64_t channels, Visit visit) {
 // Sixteen floats in one vector register (AVX-512) or two (AVX2); loads and stores need no alignment.
 typedef float Vec16 __attribute__((vector_size(64), aligned(4)));
 
-// Add the contributions of the nonzero inputs in reach of output pixel q to output channels
-// [first, first + 16 * Vectors) of `out`, the running sums held in registers.
-template <int Vectors>
-inline void accumulate_outputs(const int64_t* offsets, const int32_t* index, const float* value,
-                               const float* __restrict weight, int64_t q, int64_t first, float* __restrict out,
-                               const Shape& s) {
-  const int64_t n = q / (s.OH * s.OW), oy = (q / s.OW) % s.OH, ox = q % s.OW, C = s.C_out;
-  Vec16 acc[Vectors];
-#pragma GCC unroll 8
-  for (int j = 0; j < Vectors; ++j) acc[j] = *reinterpret_cast<const Vec16*>(out + 16 * j);
+// Call visit(tap, e) for every listed nonzero e of the input in reach of output pixel q, where
+// tap points at the weight rows W[ky, kx, 0, :] of the kernel position that connects them.
+template <typename Visit>
+inline void for_each_nonzero_in_reach(const int64_t* offsets, const float* weight, int64_t q, const Shape& s,
+                                      Visit visit) {
+  const int64_t n = q / (s.OH * s.OW), oy = (q / s.OW) % s.OH, ox = q % s.OW;
   for (int64_t ky = 0; ky < s.KH; ++ky) {
     const int64_t iy = oy * s.stride_h - s.pad_h + ky;
     if (iy < 0 || iy >= s.H) continue;
@@ -60,15 +56,27 @@ inline void accumulate_outputs(const int64_t* offsets, const int32_t* index, con
       const int64_t ix = ox * s.stride_w - s.pad_w + kx;
       if (ix < 0 || ix >= s.W) continue;
       const int64_t p = (n * s.H + iy) * s.W + ix;
-      const float* tap = weight + (ky * s.KW + kx) * s.C_in * C + first;
-      for (int64_t e = offsets[p]; e < offsets[p + 1]; ++e) {
-        const float v = value[e];
-        const float* w = tap + static_cast<int64_t>(index[e]) * C;
-#pragma GCC unroll 8
-        for (int j = 0; j < Vectors; ++j) acc[j] += v * *reinterpret_cast<const Vec16*>(w + 16 * j);
-      }
+      const float* tap = weight + (ky * s.KW + kx) * s.C_in * s.C_out;
+      for (int64_t e = offsets[p]; e < offsets[p + 1]; ++e) visit(tap, e);
     }
   }
+}
+
+// Add the contributions of the nonzero inputs in reach of output pixel q to output channels
+// [first, first + 16 * Vectors) of `out`, the running sums held in registers.
+template <int Vectors>
+inline void accumulate_outputs(const int64_t* offsets, const int32_t* index, const float* value,
+                               const float* __restrict weight, int64_t q, int64_t first, float* __restrict out,
+                               const Shape& s) {
+  Vec16 acc[Vectors];
+#pragma GCC unroll 8
+  for (int j = 0; j < Vectors; ++j) acc[j] = *reinterpret_cast<const Vec16*>(out + 16 * j);
+  for_each_nonzero_in_reach(offsets, weight, q, s, [&](const float* tap, int64_t e) {
+    const float v = value[e];
+    const float* w = tap + static_cast<int64_t>(index[e]) * s.C_out + first;
+#pragma GCC unroll 8
+    for (int j = 0; j < Vectors; ++j) acc[j] += v * *reinterpret_cast<const Vec16*>(w + 16 * j);
+  });
 #pragma GCC unroll 8
   for (int j = 0; j < Vectors; ++j) *reinterpret_cast<Vec16*>(out + 16 * j) = acc[j];
 }
@@ -76,19 +84,10 @@ inline void accumulate_outputs(const int64_t* offsets, const int32_t* index, con
 // Channels [first, C_out) of output pixel q when fewer than 16 remain: one at a time.
 inline void accumulate_remaining(const int64_t* offsets, const int32_t* index, const float* value,
                                  const float* weight, int64_t q, int64_t first, float* out, const Shape& s) {
-  const int64_t n = q / (s.OH * s.OW), oy = (q / s.OW) % s.OH, ox = q % s.OW, C = s.C_out;
-  for (int64_t ky = 0; ky < s.KH; ++ky) {
-    const int64_t iy = oy * s.stride_h - s.pad_h + ky;
-    if (iy < 0 || iy >= s.H) continue;
-    for (int64_t kx = 0; kx < s.KW; ++kx) {
-      const int64_t ix = ox * s.stride_w - s.pad_w + kx;
-      if (ix < 0 || ix >= s.W) continue;
-      const int64_t p = (n * s.H + iy) * s.W + ix;
-      const float* tap = weight + (ky * s.KW + kx) * s.C_in * C;
-      for (int64_t e = offsets[p]; e < offsets[p + 1]; ++e)
-        for (int64_t co = first; co < C; ++co) out[co] += value[e] * tap[static_cast<int64_t>(index[e]) * C + co];
-    }
-  }
+  for_each_nonzero_in_reach(offsets, weight, q, s, [&](const float* tap, int64_t e) {
+    const float* w = tap + static_cast<int64_t>(index[e]) * s.C_out;
+    for (int64_t co = first; co < s.C_out; ++co) out[co] += value[e] * w[co];
+  });
 }
 
 }  // namespace
