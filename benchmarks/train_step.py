@@ -30,16 +30,15 @@ import torch
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from snn_lightning.layers import SpikeConv2d
 from snn_lightning.models import spiking_resnet19
 from snn_lightning.neurons import LIF, ATan
 from snn_lightning.neurons.kernels import compact_spikes
 
 # name -> (builder arguments for ours, or None for SpikingJelly; run the step inside compact_spikes).
-# max_density 0 turns the spike-driven convolutions off (every SpikeConv2d runs as nn.Conv2d).
+# Options other than "backend" go to spiking_resnet19; spike_conv_max_density 0 makes every SpikeConv2d run dense.
 CONFIGURATIONS: dict[str, tuple[dict | None, bool]] = {
     "ours, reference backend": ({"backend": "reference"}, False),
-    "ours, fused, dense convolutions": ({"backend": "auto", "max_density": 0.0}, False),
+    "ours, fused, dense convolutions": ({"backend": "auto", "spike_conv_max_density": 0.0}, False),
     "ours, fused": ({"backend": "auto"}, False),
     "ours, fused + bool spikes": ({"backend": "auto"}, True),
     "ours, fused + checkpoint_blocks": ({"backend": "auto", "checkpoint_blocks": True}, False),
@@ -96,15 +95,11 @@ def build(name: str, args: argparse.Namespace) -> nn.Module:
     options = CONFIGURATIONS[name][0]
     if options is None:
         return spikingjelly_resnet19(args.num_classes, args.time_steps, args.width)
+    model_options = {key: value for key, value in options.items() if key != "backend"}
     neuron = LIF(tau=2.0, surrogate=ATan(), backend=options["backend"])
-    model = spiking_resnet19(
-        args.num_classes, time_steps=args.time_steps, width_multiplier=args.width, neuron=neuron,
-        checkpoint_blocks=options.get("checkpoint_blocks", False),
+    return spiking_resnet19(
+        args.num_classes, time_steps=args.time_steps, width_multiplier=args.width, neuron=neuron, **model_options
     )
-    for conv in model.modules():
-        if isinstance(conv, SpikeConv2d) and "max_density" in options:
-            conv.max_density = options["max_density"]
-    return model
 
 
 def neuron_type(name: str) -> type:

@@ -1,7 +1,10 @@
-"""Shared fixtures: paths of the repository's configs."""
+"""Shared fixtures: paths of the repository's configs, a temporary working folder, a Python without a C++ compiler."""
 
 import snn_lightning  # noqa: F401  (first, before torch: it sets OpenMP's wait policy)
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,3 +28,16 @@ def rank_zero_restored():
     rank = getattr(rank_zero_only, "rank", 0)
     yield
     rank_zero_only.rank = rank
+
+
+@pytest.fixture
+def run_without_compiler(tmp_path):
+    """Return a function that runs Python ``code`` in a fresh process whose C++ compiler is missing and returns its stdout."""
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "SNN_LIGHTNING_CACHE": str(tmp_path)}
+
+    def run(code: str) -> str:
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    return run

@@ -203,7 +203,7 @@ def test_torch_compile_of_a_model_matches_eager():
         torch.testing.assert_close(grad, ref)
 
 
-def test_missing_compiler_falls_back_to_the_torch_loop_with_a_warning(tmp_path):
+def test_missing_compiler_falls_back_to_the_torch_loop_with_a_warning(run_without_compiler):
     code = (
         "import warnings, torch\n"
         "from snn_lightning.neurons import LIF\n"
@@ -215,11 +215,9 @@ def test_missing_compiler_falls_back_to_the_torch_loop_with_a_warning(tmp_path):
         "assert torch.equal(spikes, LIF(backend='reference')(x))\n"
         "print([str(w.message) for w in caught])\n"
     )
-    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "SNN_LIGHTNING_CACHE": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "could not build the fused CPU LIF kernel (compiler" in result.stdout
-    assert "falls back to its PyTorch loop" in result.stdout
+    stdout = run_without_compiler(code)
+    assert "could not build the fused CPU LIF kernel (compiler" in stdout
+    assert "falls back to its PyTorch loop" in stdout
 
 
 # --- memory ----------------------------------------------------------------------------------------
@@ -298,7 +296,7 @@ def test_triton_kernels_in_interpreter_subprocess():
     command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__, "-k", "test_triton_ and not subprocess"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout[-2000:]
+    assert " passed" in stdout and "skipped" not in stdout, result.stdout[-2000:]
 
 
 def test_classifier_memory_options_train_like_the_plain_model():

@@ -1,9 +1,5 @@
 """Spike-driven convolution: same results as nn.Conv2d from the nonzero inputs only; dense fallback when it does not apply."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 from torch import nn
@@ -149,7 +145,7 @@ def test_spiking_resnet_convolutions_after_the_stem_run_on_spikes():
     assert taken == [False, True, True, True, True]  # images are dense; spikes are not
 
 
-def test_missing_compiler_runs_nn_conv2d_with_a_warning(tmp_path):
+def test_missing_compiler_runs_nn_conv2d_with_a_warning(run_without_compiler):
     code = (
         "import warnings, torch\n"
         "from snn_lightning.layers import SpikeConv2d\n"
@@ -161,11 +157,9 @@ def test_missing_compiler_runs_nn_conv2d_with_a_warning(tmp_path):
         "assert torch.equal(out, torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1))\n"
         "print([str(w.message) for w in caught])\n"
     )
-    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "SNN_LIGHTNING_CACHE": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "could not build the spike-driven CPU convolution (compiler" in result.stdout
-    assert "SpikeConv2d runs as nn.Conv2d" in result.stdout
+    stdout = run_without_compiler(code)
+    assert "could not build the spike-driven CPU convolution (compiler" in stdout
+    assert "SpikeConv2d runs as nn.Conv2d" in stdout
 
 
 def test_model_density_setting_reaches_every_spike_convolution_and_is_checked():
