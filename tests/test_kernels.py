@@ -296,7 +296,7 @@ def test_triton_kernels_in_interpreter_subprocess():
     command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__, "-k", "test_triton_ and not subprocess"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert " passed" in stdout and "skipped" not in stdout, result.stdout[-2000:]
+    assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout[-2000:]
 
 
 def test_classifier_memory_options_train_like_the_plain_model():
