@@ -1,7 +1,8 @@
-"""Static image data: embedded digits, CIFAR and ImageNet from files the tests write, transforms."""
+"""Static image data: embedded digits, CIFAR, ImageNet, MNIST and Fashion-MNIST from files the tests write, transforms."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import pickle
 import re
@@ -17,8 +18,9 @@ from PIL import Image
 from snn_lightning.data import Cutout, StaticImageDataModule, cutout, load_digits
 from snn_lightning.data import static
 from snn_lightning.data.digits import DIGITS_FILE, DIGITS_MEAN, DIGITS_SHA256, DIGITS_STD
+from snn_lightning.data.idx import read_idx
 from snn_lightning.data.splits import stratified_split
-from snn_lightning.data.transforms import NORMALIZATION
+from snn_lightning.data.transforms import NORMALIZATION, image_transform
 from snn_lightning.errors import ConfigurationError, DatasetNotFoundError
 
 
@@ -147,7 +149,9 @@ def test_validation_images_are_not_augmented() -> None:
 
 
 @pytest.mark.parametrize(
-    ("dataset", "classes", "channels"), [("digits", 10, 1), ("cifar10", 10, 3), ("cifar100", 100, 3), ("imagenet", 1000, 3)]
+    ("dataset", "classes", "channels"),
+    [("digits", 10, 1), ("mnist", 10, 1), ("fashion_mnist", 10, 1), ("cifar10", 10, 3), ("cifar100", 100, 3),
+     ("imagenet", 1000, 3)],
 )
 def test_properties_need_no_data(tmp_path: Path, dataset: str, classes: int, channels: int) -> None:
     root = tmp_path / "absent"
@@ -164,7 +168,9 @@ def test_properties_need_no_data(tmp_path: Path, dataset: str, classes: int, cha
         ({"val_fraction": 1.0}, "data.val_fraction is 1.0"),
         ({"cutout": -1}, "data.cutout is -1"),
         ({"auto_augment": True}, "set data.init_args.auto_augment: false for digits"),
-        ({"dataset": "mnist"}, "data.dataset is 'mnist'"),
+        ({"dataset": "svhn"}, "data.dataset is 'svhn'"),
+        ({"dataset": "mnist", "auto_augment": True}, "set data.init_args.auto_augment: false for mnist"),
+        ({"dataset": "fashion_mnist", "auto_augment": True}, "auto_augment: false for fashion_mnist"),
     ],
 )
 def test_bad_settings_raise_configuration_error(arguments: dict, named: str) -> None:
@@ -334,3 +340,249 @@ def test_cutout_transform_draws_the_centre_uniformly() -> None:
     width = int(zero_cols.max() - zero_cols.min()) + 1
     assert (holed == 0).sum() == 3 * height * width  # one solid rectangle, the same in every channel
     assert (height, width) == (min(row + 4, 32) - max(row - 4, 0), min(col + 4, 32) - max(col - 4, 0))
+
+
+# ---------------------------------------------------------------- Fashion-MNIST / MNIST from IDX files
+
+IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+# (v / 255 - mean) / std of pixel value 200, worked out by hand from the published train-set statistics.
+PIXEL_200 = {"fashion_mnist": (200 / 255 - 0.2860) / 0.3530, "mnist": (200 / 255 - 0.1307) / 0.3081}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Return ``array`` (uint8) in the IDX format: magic 0x0000 08 <dims>, big-endian uint32 sizes, the values."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(size).to_bytes(4, "big") for size in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx(folder: Path, name: str, array: np.ndarray, gz: bool = True) -> Path:
+    """Write ``array`` as the IDX file ``folder/name`` (``.gz`` added and gzipped when ``gz``); return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (f"{name}.gz" if gz else name)
+    path.write_bytes(gzip.compress(idx_bytes(array)) if gz else idx_bytes(array))
+    return path
+
+
+def write_mnist(folder: Path, gz: bool = True, train: int = 20, test: int = 10) -> dict[str, np.ndarray]:
+    """Write the four IDX files of a small MNIST-like dataset into ``folder``; return the arrays by file name."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, count in (("train", train), ("t10k", test)):
+        images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+        images[:, 3, 5] = 200
+        arrays[f"{split}-images-idx3-ubyte"] = images
+        arrays[f"{split}-labels-idx1-ubyte"] = (np.arange(count) % 10).astype(np.uint8)
+    for name, array in arrays.items():
+        write_idx(folder, name, array, gz)
+    return arrays
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_read_idx_reads_gzipped_and_unpacked_files(tmp_path: Path, gz: bool) -> None:
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    labels = np.array([7, 0, 9], dtype=np.uint8)
+    read_images = read_idx(write_idx(tmp_path, "images", images, gz), dims=3)
+    read_labels = read_idx(write_idx(tmp_path, "labels", labels, gz), dims=1)
+    assert read_images.dtype == np.uint8 and read_images.flags.writeable and np.array_equal(read_images, images)
+    assert np.array_equal(read_labels, labels)
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        (idx_bytes(np.zeros(3, np.uint8)), "its magic is 0x00000801, expected 0x00000803"),
+        (b"\0\0\x0b\x03" + bytes(12), "its magic is 0x00000b03, expected 0x00000803"),
+        (b"\0\0", "its magic is 2 bytes long"),
+        (idx_bytes(np.zeros((2, 3, 4), np.uint8))[:10], "ends inside its IDX header (10 of 16 bytes)"),
+        (idx_bytes(np.zeros((2, 3, 4), np.uint8))[:-1], "holds 23 values but its IDX header (2 x 3 x 4) needs 24"),
+        (idx_bytes(np.zeros((2, 3, 4), np.uint8)) + b"\0", "holds more values but its IDX header (2 x 3 x 4) needs 24"),
+        (b"\0\0\x08\x03" + b"\xff" * 12, "header (4294967295 x 4294967295 x 4294967295) asking for more values"),
+    ],
+)
+def test_read_idx_refuses_malformed_files(tmp_path: Path, content: bytes, named: str) -> None:
+    path = tmp_path / "images"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=re.escape(f"{path} ")) as error:
+        read_idx(path, dims=3)
+    assert named in str(error.value)
+
+
+@pytest.mark.parametrize("content", ["truncated", "garbage"])
+def test_read_idx_names_a_damaged_gzip_stream(tmp_path: Path, content: str) -> None:
+    packed = gzip.compress(idx_bytes(np.ones((4, 28, 28), np.uint8)))
+    path = tmp_path / "images.gz"
+    path.write_bytes(packed[: len(packed) // 2] if content == "truncated" else packed[:12] + bytes(200))
+    with pytest.raises(ValueError, match=re.escape(f"{path} cannot be read")):
+        read_idx(path, dims=3)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "layout", "gz"),
+    [("fashion_mnist", "torchvision", True), ("fashion_mnist", "debian", True), ("mnist", "torchvision", False),
+     ("mnist", "debian", False)],
+)
+def test_idx_datasets_load_from_both_layouts(tmp_path: Path, dataset: str, layout: str, gz: bool) -> None:
+    raw = tmp_path / ("FashionMNIST" if dataset == "fashion_mnist" else "MNIST") / "raw"
+    folder = raw if layout == "torchvision" else tmp_path
+    arrays = write_mnist(folder, gz)
+    data = StaticImageDataModule(dataset=dataset, root=str(tmp_path), val_fraction=0)
+    data.setup("test")
+    assert len(data.test_set) == 10 and (data.in_channels, data.num_classes) == (1, 10)
+    image, label = data.test_set[4]
+    assert image.shape == (1, 28, 28) and image.dtype == torch.float32 and label == 4
+    assert image[0, 3, 5].item() == pytest.approx(PIXEL_200[dataset], abs=1e-5)
+    mean, std = (value[0] for value in NORMALIZATION[dataset])
+    expected = (torch.from_numpy(arrays["t10k-images-idx3-ubyte"][4]).float() / 255 - mean) / std
+    assert torch.allclose(image[0], expected, atol=1e-5)
+    # The source keeps the uint8 images only; each sample is scaled and normalised when read.
+    assert data.test_set.source.images.dtype == torch.uint8 and data.test_set.source.images.shape == (10, 1, 28, 28)
+
+
+def test_fashion_mnist_data_module_serves_batches(tmp_path: Path) -> None:
+    write_mnist(tmp_path, train=40)
+    data = StaticImageDataModule(dataset="fashion_mnist", root=str(tmp_path), batch_size=8, val_fraction=0.25)
+    data.prepare_data()
+    data.setup("fit")
+    assert (len(data.train_set), len(data.val_set)) == (30, 10)
+    assert np.intersect1d(data.train_set.indices, data.val_set.indices).size == 0
+    for loader in (data.train_dataloader(), data.val_dataloader()):
+        images, labels = next(iter(loader))
+        assert images.shape == (8, 1, 28, 28) and images.dtype == torch.float32
+        assert labels.shape == (8,) and labels.dtype == torch.int64 and labels.max() < 10
+
+
+@pytest.mark.parametrize("dataset", ["fashion_mnist", "mnist"])
+def test_missing_idx_file_names_the_path_and_both_fixes(tmp_path: Path, dataset: str) -> None:
+    write_mnist(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    data = StaticImageDataModule(dataset=dataset, root=str(tmp_path))
+    with pytest.raises(DatasetNotFoundError) as error:
+        data.setup("test")
+    message = str(error.value)
+    raw = tmp_path / ("FashionMNIST" if dataset == "fashion_mnist" else "MNIST") / "raw"
+    assert f"{tmp_path / 't10k-labels-idx1-ubyte.gz'} missing" in message
+    assert f"set data.init_args.download: true to download them into {raw}" in message
+    if dataset == "fashion_mnist":
+        debian = "apt-get install dataset-fashion-mnist and set data.init_args.root: /usr/share/datasets/fashion-mnist"
+        assert debian in message
+    else:
+        assert f"place the four IDX files (.gz or unpacked, from https://" in message and f"in {raw}" in message
+
+
+def test_empty_root_names_the_torchvision_layout(tmp_path: Path) -> None:
+    with pytest.raises(DatasetNotFoundError) as error:
+        StaticImageDataModule(dataset="fashion_mnist", root=str(tmp_path)).setup("fit")
+    raw = tmp_path / "FashionMNIST" / "raw"
+    assert str(raw / "train-images-idx3-ubyte.gz") in str(error.value)
+    assert str(raw / "t10k-labels-idx1-ubyte.gz") in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        ("truncated gzip", "cannot be read (EOFError"),
+        ("wrong magic", "its magic is 0x00000801, expected 0x00000803"),
+        ("short payload", "holds 15679 values but its IDX header (20 x 28 x 28) needs 15680"),
+        ("wrong side", "holds 32x32 images, expected 28x28"),
+        ("label out of range", "holds label 10, expected labels in [0, 10)"),
+        ("label count", "holds 19 labels but"),
+    ],
+)
+def test_damaged_idx_file_names_the_file(tmp_path: Path, damage: str, named: str) -> None:
+    arrays = write_mnist(tmp_path)
+    images, labels = tmp_path / "train-images-idx3-ubyte.gz", tmp_path / "train-labels-idx1-ubyte.gz"
+    damaged = labels if damage.startswith("label") else images
+    if damage == "truncated gzip":
+        images.write_bytes(images.read_bytes()[:-100])
+    elif damage == "wrong magic":
+        images.write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + idx_bytes(arrays["train-images-idx3-ubyte"])[4:]))
+    elif damage == "short payload":
+        images.write_bytes(gzip.compress(idx_bytes(arrays["train-images-idx3-ubyte"])[:-1]))
+    elif damage == "wrong side":
+        write_idx(tmp_path, "train-images-idx3-ubyte", np.zeros((20, 32, 32), np.uint8))
+    elif damage == "label out of range":
+        write_idx(tmp_path, "train-labels-idx1-ubyte", np.full(20, 10, np.uint8))
+    else:
+        write_idx(tmp_path, "train-labels-idx1-ubyte", np.zeros(19, np.uint8))
+    with pytest.raises(DatasetNotFoundError) as error:
+        StaticImageDataModule(dataset="fashion_mnist", root=str(tmp_path)).setup("fit")
+    message = str(error.value)
+    assert str(damaged) in message and named in message
+    assert "delete it and set data.init_args.download: true" in message
+
+
+def fake_download_url(calls: list[str]):
+    """Return a stand-in for torchvision's download_url that writes a small IDX file instead of fetching one."""
+    rng = np.random.default_rng(1)
+
+    def download_url(url: str, root: str, filename: str, md5: str) -> None:
+        calls.append(url)
+        name = filename.removesuffix(".gz")
+        count = 20 if name.startswith("train") else 10
+        array = rng.integers(0, 256, (count, 28, 28)) if "images" in name else np.arange(count) % 10
+        write_idx(Path(root), name, array.astype(np.uint8))
+
+    return download_url
+
+
+def test_download_false_never_touches_the_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(static, "download_url", fake_download_url(calls))
+    data = StaticImageDataModule(dataset="fashion_mnist", root=str(tmp_path / "data"))
+    data.prepare_data()
+    with pytest.raises(DatasetNotFoundError):
+        data.setup("fit")
+    assert calls == [] and not (tmp_path / "data").exists()
+
+
+def test_download_writes_torchvision_layout_only_when_files_are_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(static, "download_url", fake_download_url(calls))
+    data = StaticImageDataModule(dataset="fashion_mnist", root=str(tmp_path), download=True, val_fraction=0.5)
+    data.prepare_data()
+    raw = tmp_path / "FashionMNIST" / "raw"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FashionMNIST"]
+    assert sorted(p.name for p in raw.iterdir()) == sorted(f"{name}.gz" for name in IDX_NAMES)
+    assert len(calls) == 4 and all(url.startswith(static.FashionMNIST.mirrors[0]) for url in calls)
+    data.setup("fit")
+    assert len(data.train_set) + len(data.val_set) == 20
+    data.prepare_data()
+    # Debian's layout in root counts as present too: nothing is fetched.
+    debian = tmp_path / "debian"
+    write_mnist(debian)
+    StaticImageDataModule(dataset="fashion_mnist", root=str(debian), download=True).prepare_data()
+    assert len(calls) == 4
+
+
+def test_failed_idx_download_names_the_url_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreachable(url: str, root: str, filename: str, md5: str) -> None:
+        (Path(root) / filename).write_bytes(b"partial")
+        raise urllib.error.URLError("network is unreachable")
+
+    monkeypatch.setattr(static, "download_url", unreachable)
+    root = tmp_path / "data"
+    data = StaticImageDataModule(dataset="mnist", root=str(root), download=True)
+    with pytest.raises(DatasetNotFoundError) as error:
+        data.prepare_data()
+    message = str(error.value)
+    assert message.startswith("could not download MNIST from ")
+    assert f"{static.MNIST.mirrors[0]}train-images-idx3-ubyte.gz" in message and "network is unreachable" in message
+    assert f"in {root / 'MNIST' / 'raw'}" in message
+    assert list(root.iterdir()) == []
+
+
+@pytest.mark.parametrize(("dataset", "flips"), [("fashion_mnist", True), ("mnist", False)])
+def test_grey_train_augmentation_is_random_and_evaluation_is_not(dataset: str, flips: bool) -> None:
+    image = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 28, 28), dtype=np.uint8))
+    train, evaluation = image_transform(dataset, train=True), image_transform(dataset, train=False)
+    steps = {type(step).__name__ for step in train.transforms}
+    assert "RandomCrop" in steps and ("RandomHorizontalFlip" in steps) == flips
+    torch.manual_seed(0)
+    augmented = [train(image) for _ in range(4)]
+    torch.manual_seed(0)
+    assert all(torch.equal(first, again) for first, again in zip(augmented, [train(image) for _ in range(4)]))
+    plain = evaluation(image)
+    assert torch.equal(plain, evaluation(image)) and plain.shape == (1, 28, 28)
+    assert any(not torch.equal(view, plain) for view in augmented)

@@ -1,4 +1,4 @@
-"""Static image classification data: embedded digits, CIFAR-10/100 and ImageNet as one LightningDataModule."""
+"""Static image classification data: embedded digits, (Fashion-)MNIST, CIFAR-10/100 and ImageNet as one LightningDataModule."""
 
 from __future__ import annotations
 
@@ -13,20 +13,27 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision.datasets import CIFAR10, CIFAR100, ImageFolder
+from torchvision.datasets import CIFAR10, CIFAR100, MNIST, FashionMNIST, ImageFolder
 from torchvision.datasets.folder import find_classes
-from torchvision.datasets.utils import download_and_extract_archive
+from torchvision.datasets.utils import download_and_extract_archive, download_url
 
 from ..errors import ConfigurationError, DatasetNotFoundError
 from .digits import load_digits
+from .idx import read_idx
 from .loaders import SplitDataModule
 from .splits import stratified_split
 from .transforms import StaticDataset, image_transform
 
 __all__ = ["StaticImageDataModule", "read_cifar"]
 
-_NUM_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100, "imagenet": 1000}
+_NUM_CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100, "imagenet": 1000}
 _CIFAR = {"cifar10": ("CIFAR-10", CIFAR10), "cifar100": ("CIFAR-100", CIFAR100)}
+# torchvision's classes give the folder name (root/<name>/raw), the mirrors and the md5 of each file.
+_IDX = {"mnist": ("MNIST", MNIST), "fashion_mnist": ("Fashion-MNIST", FashionMNIST)}
+_GREY = ("digits", "mnist", "fashion_mnist")
+_IDX_SIDE = 28
+# Debian's `dataset-fashion-mnist` package installs the four .gz files here.
+_DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 
 class _TensorImages(Dataset):
@@ -128,6 +135,126 @@ def _download_cifar(root: Path, dataset: str) -> None:
         os.replace(Path(scratch) / source.base_folder, folder)
 
 
+def _idx_names(train: bool) -> tuple[str, str]:
+    """Return the (images, labels) IDX file names of one split, without ``.gz``."""
+    split = "train" if train else "t10k"
+    return f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"
+
+
+def _idx_raw_folder(root: Path, dataset: str) -> Path:
+    """Return the folder torchvision keeps (and ``download`` puts) the IDX files in: ``root/<class name>/raw``."""
+    return root / _IDX[dataset][1].__name__ / "raw"
+
+
+def _idx_file(folder: Path, name: str) -> Path | None:
+    """Return ``folder/name`` or ``folder/name.gz``, whichever exists (unpacked first), or None."""
+    for path in (folder / name, folder / f"{name}.gz"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _idx_folder(root: Path, dataset: str) -> tuple[Path, list[str]]:
+    """Return the folder to read ``dataset``'s IDX files from and the file names it lacks (none: complete).
+
+    Looks in torchvision's layout ``root/<class name>/raw``, then in ``root`` itself (the layout of
+    Debian's package), and takes the first holding all four files, so labels never come from
+    another copy than their images. When neither does, returns the one holding more (torchvision's on a tie).
+    """
+    names = (*_idx_names(train=True), *_idx_names(train=False))
+    candidates = []
+    for folder in (_idx_raw_folder(root, dataset), root):
+        missing = [name for name in names if _idx_file(folder, name) is None]
+        if not missing:
+            return folder, []
+        candidates.append((len(missing), folder, missing))
+    _, folder, missing = min(candidates, key=lambda candidate: candidate[0])
+    return folder, missing
+
+
+def _idx_by_hand(root: Path, dataset: str) -> str:
+    """Return how to get ``dataset``'s IDX files without ``download``, for the end of an error message."""
+    if dataset == "fashion_mnist":
+        return f"apt-get install dataset-fashion-mnist and set data.init_args.root: {_DEBIAN_FASHION_MNIST}"
+    mirror = _IDX[dataset][1].mirrors[0]
+    return (
+        f"place the four IDX files (.gz or unpacked, from {mirror}) in {_idx_raw_folder(root, dataset)} "
+        f"(torchvision's layout)"
+    )
+
+
+def _idx_fix(root: Path, dataset: str) -> str:
+    """Return both ways to get ``dataset``'s IDX files, for the end of an error message."""
+    raw = _idx_raw_folder(root, dataset)
+    return f"set data.init_args.download: true to download them into {raw}, or {_idx_by_hand(root, dataset)}"
+
+
+def _read_idx_split(root: Path, dataset: str, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(images, labels)`` of one MNIST or Fashion-MNIST split: uint8 ``[N, 28, 28]`` and int64 ``[N]``.
+
+    Raises DatasetNotFoundError naming the file when one is missing, truncated or corrupt, or
+    when its contents are not 28x28 images with one label in [0, 10) each.
+    """
+    title = _IDX[dataset][0]
+    folder, missing = _idx_folder(root, dataset)
+    if missing:
+        paths = ", ".join(str(folder / f"{name}.gz") for name in missing)
+        raise DatasetNotFoundError(
+            f"{title} not found: {paths} missing (an unpacked file without .gz serves too; looked in "
+            f"{_idx_raw_folder(root, dataset)} and {root}); {_idx_fix(root, dataset)}"
+        )
+    images_path, labels_path = (_idx_file(folder, name) for name in _idx_names(train))
+    damaged = f"delete it and {_idx_fix(root, dataset)}"
+    try:
+        images = read_idx(images_path, dims=3)
+        labels = read_idx(labels_path, dims=1)
+    except ValueError as error:
+        raise DatasetNotFoundError(f"{title} file is damaged: {error}; {damaged}") from error
+    if images.shape[1:] != (_IDX_SIDE, _IDX_SIDE):
+        raise DatasetNotFoundError(
+            f"{title} file {images_path} holds {images.shape[1]}x{images.shape[2]} images, expected "
+            f"{_IDX_SIDE}x{_IDX_SIDE}; {damaged}"
+        )
+    if len(labels) != len(images):
+        raise DatasetNotFoundError(
+            f"{title} file {labels_path} holds {len(labels)} labels but {images_path} holds {len(images)} images; "
+            f"{damaged}"
+        )
+    classes = _NUM_CLASSES[dataset]
+    if len(labels) and labels.max() >= classes:
+        raise DatasetNotFoundError(
+            f"{title} file {labels_path} holds label {labels.max()}, expected labels in [0, {classes}); {damaged}"
+        )
+    return images, labels.astype(np.int64)
+
+
+def _download_idx(root: Path, dataset: str) -> None:
+    """Download the IDX files missing from ``root/<class name>/raw``, leaving nothing behind if that fails."""
+    title, source = _IDX[dataset]
+    raw = _idx_raw_folder(root, dataset)
+    wanted = [(name, md5) for name, md5 in source.resources if _idx_file(raw, name.removesuffix(".gz")) is None]
+    root.mkdir(parents=True, exist_ok=True)
+    # Download into a scratch folder beside the target, then move the finished files in by
+    # renames, so an interrupted download never looks like a dataset file.
+    with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as scratch:
+        for name, md5 in wanted:
+            failures = []
+            for mirror in source.mirrors:
+                try:
+                    download_url(f"{mirror}{name}", scratch, filename=name, md5=md5)
+                    break
+                except (OSError, RuntimeError) as error:
+                    failures.append(f"{mirror}{name} ({error})")
+            else:
+                raise DatasetNotFoundError(
+                    f"could not download {title} from {' or '.join(failures)}; {_idx_by_hand(root, dataset)}, "
+                    f"or copy {raw} from a machine with internet access"
+                )
+        raw.mkdir(parents=True, exist_ok=True)
+        for name, _ in wanted:
+            os.replace(Path(scratch) / name, raw / name)
+
+
 def _imagenet_folders(root: Path) -> tuple[Path, Path]:
     """Return ``(root/train, root/val)``, or raise if either has no class folder or their classes differ."""
     train, val = root / "train", root / "val"
@@ -151,18 +278,20 @@ def _imagenet_folders(root: Path) -> tuple[Path, Path]:
 
 
 class StaticImageDataModule(SplitDataModule):
-    """Static image classification: embedded digits, CIFAR-10, CIFAR-100 or ImageNet.
+    """Static image classification: embedded digits, MNIST, Fashion-MNIST, CIFAR-10, CIFAR-100 or ImageNet.
 
     Batches are ``(images [B, C, H, W] float32, labels [B] int64)``; the spiking model repeats
     the images over time (direct encoding). Choose ``digits`` to try things in seconds on a CPU
-    (no download, 8x8 grey images), CIFAR for the papers' main results, ImageNet for scale.
+    (no download, 8x8 grey images), MNIST or Fashion-MNIST (28x28 grey, 60,000 training images,
+    read from their IDX files) for small SNN baselines such as the PLIF paper's, CIFAR for the
+    papers' main results, ImageNet for scale.
     Validation holds out ``val_fraction`` of the training set; ``val_fraction: 0`` validates
     on the test split instead, which is what the STAA-SNN and TSER-KD papers report.
     """
 
     def __init__(
         self,
-        dataset: Literal["digits", "cifar10", "cifar100", "imagenet"] = "digits",
+        dataset: Literal["digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagenet"] = "digits",
         root: str = "data",
         time_steps: int = 4,
         batch_size: int = 128,
@@ -179,15 +308,15 @@ class StaticImageDataModule(SplitDataModule):
         """
         Args:
             dataset: which dataset to load; digits is embedded in the package and needs no download.
-            root: folder torchvision reads and downloads CIFAR into; for ImageNet the folder holding train/ and val/ class-folder trees.
+            root: folder of the data in torchvision's layout (CIFAR, MNIST/raw, FashionMNIST/raw), or holding the four (Fashion-)MNIST IDX files (e.g. /usr/share/datasets/fashion-mnist); for ImageNet the folder of train/ and val/.
             time_steps: number of time steps the model repeats each image for; recorded here so the CLI links it to the model.
             batch_size: samples per batch (per process under DDP).
             num_workers: dataloader worker processes; 0 loads in the main process.
             pin_memory: pin batches in page-locked memory for faster copies to the GPU.
-            download: download CIFAR into root when it is missing (ImageNet cannot be downloaded).
+            download: download CIFAR or (Fashion-)MNIST into root, in torchvision's layout, when files are missing (ImageNet cannot be downloaded).
             val_fraction: fraction of the training set held out (stratified, seeded) for validation; 0 validates on the test split.
-            augment: random training augmentation: crop with padding 4 and flip (CIFAR), random resized crop and flip (ImageNet), 1-pixel shift (digits).
-            auto_augment: add AutoAugment to training (CIFAR-10 policy for CIFAR, ImageNet policy for ImageNet; not for digits).
+            augment: random training augmentation: crop with padding 4 and flip (CIFAR), random resized crop and flip (ImageNet), crop with padding 2 and flip (Fashion-MNIST), 2-pixel shift (MNIST), 1-pixel shift (digits).
+            auto_augment: add AutoAugment to training (CIFAR-10 policy for CIFAR, ImageNet policy for ImageNet; not for the grey datasets).
             cutout: side in pixels of the Cutout hole applied to training images; 0 turns Cutout off.
             image_size: side of the ImageNet crop in pixels; ignored by the other datasets.
             seed: seed of the train/validation split.
@@ -211,10 +340,10 @@ class StaticImageDataModule(SplitDataModule):
             raise ConfigurationError(
                 f"data.val_fraction is {val_fraction}; set it in [0, 1) (0 validates on the test split)"
             )
-        if auto_augment and dataset == "digits":
+        if auto_augment and dataset in _GREY:
             raise ConfigurationError(
                 "data.auto_augment is true but AutoAugment's policies are for colour images; "
-                "set data.init_args.auto_augment: false for digits"
+                f"set data.init_args.auto_augment: false for {dataset}"
             )
         self.save_hyperparameters()
         self.dataset = dataset
@@ -241,17 +370,21 @@ class StaticImageDataModule(SplitDataModule):
 
     @property
     def in_channels(self) -> int:
-        """Number of image channels: 1 for digits, 3 for the colour datasets."""
-        return 1 if self.dataset == "digits" else 3
+        """Number of image channels: 1 for digits, MNIST and Fashion-MNIST, 3 for the colour datasets."""
+        return 1 if self.dataset in _GREY else 3
 
     def _root(self) -> Path:
         """Return ``root`` as an absolute path, so error messages name exactly where data was looked for."""
         return Path(self.root).expanduser().absolute()
 
     def prepare_data(self) -> None:
-        """Download CIFAR into ``root`` when ``download`` is on and files are missing (runs on one process)."""
-        if self.download and self.dataset in _CIFAR and _missing_cifar_files(self._root(), self.dataset):
+        """Download CIFAR or (Fashion-)MNIST into ``root`` when ``download`` is on and files are missing (runs on one process)."""
+        if not self.download:
+            return
+        if self.dataset in _CIFAR and _missing_cifar_files(self._root(), self.dataset):
             _download_cifar(self._root(), self.dataset)
+        if self.dataset in _IDX and _idx_folder(self._root(), self.dataset)[1]:
+            _download_idx(self._root(), self.dataset)
 
     def _source(self, train: bool) -> tuple[Dataset, np.ndarray]:
         """Return the untransformed train or test split and its labels."""
@@ -269,6 +402,10 @@ class StaticImageDataModule(SplitDataModule):
                     f"ImageNet folder {path} is incomplete ({error}); every class folder needs at least one image"
                 ) from error
             return folder, np.asarray(folder.targets, dtype=np.int64)
+        if self.dataset in _IDX:
+            images, labels = _read_idx_split(root, self.dataset, train)
+            # One uint8 copy in memory ([N, 1, 28, 28] views the array); transforms scale per sample.
+            return _TensorImages(torch.from_numpy(images).unsqueeze(1), labels), labels
         missing = _missing_cifar_files(root, self.dataset)
         if missing:
             raise _cifar_not_found(root, self.dataset, missing)

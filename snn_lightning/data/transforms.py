@@ -12,12 +12,15 @@ from .digits import DIGITS_MEAN, DIGITS_STD
 
 __all__ = ["NORMALIZATION", "Cutout", "cutout", "image_transform"]
 
-StaticDataset = Literal["digits", "cifar10", "cifar100", "imagenet"]
+StaticDataset = Literal["digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagenet"]
 
 # Per-channel (mean, std) of each training set. CIFAR stds are the true per-pixel stds
-# (not the (0.2023, 0.1994, 0.2010) some repositories copy); ImageNet's are torchvision's.
+# (not the (0.2023, 0.1994, 0.2010) some repositories copy); ImageNet's are torchvision's;
+# MNIST's and Fashion-MNIST's are the pixel statistics of their 60,000 training images.
 NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "digits": (DIGITS_MEAN, DIGITS_STD),
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashion_mnist": ((0.2860,), (0.3530,)),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
@@ -64,10 +67,23 @@ class Cutout(nn.Module):
 
 
 def _augmentation(dataset: StaticDataset, image_size: int) -> list[nn.Module]:
-    """Return the geometric train augmentation of ``dataset``."""
+    """Return the geometric train augmentation of ``dataset``.
+
+    MNIST and Fashion-MNIST are shifted by up to 2 pixels (a random 28x28 crop of the image padded
+    with 2 black pixels, their background): CIFAR's crop-and-pad recipe, which many public
+    Fashion-MNIST training scripts copy with padding 4, with a smaller shift because the objects are
+    centred and fill most of the frame. Clothes are mirror symmetric, so Fashion-MNIST is also
+    flipped; digits are not, so MNIST is not. The PLIF paper (Fang et al., ICCV 2021; its
+    code's ``get_transforms``) trains Fashion-MNIST without augmentation, so ``augment: false``
+    reproduces that setting, and MNIST with a random affine (30 degrees, 15 % shift, scale 0.85-1.11).
+    """
     if dataset == "digits":
         # Shift by at most one pixel; digits are not mirror symmetric, so no flip.
         return [v2.RandomCrop(8, padding=1)]
+    if dataset == "mnist":
+        return [v2.RandomCrop(28, padding=2)]
+    if dataset == "fashion_mnist":
+        return [v2.RandomCrop(28, padding=2), v2.RandomHorizontalFlip()]
     if dataset == "imagenet":
         return [v2.RandomResizedCrop(image_size), v2.RandomHorizontalFlip()]
     return [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]

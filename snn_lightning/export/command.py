@@ -29,7 +29,7 @@ __all__ = ["ExportCLI", "export", "input_shape_of"]
 
 ExportFormat = Literal["nir"]
 # Side of the static images the data module yields; ImageNet's is its image_size setting.
-_STATIC_IMAGE_SIDES = {"digits": 8, "cifar10": 32, "cifar100": 32}
+_STATIC_IMAGE_SIDES = {"digits": 8, "mnist": 28, "fashion_mnist": 28, "cifar10": 32, "cifar100": 32}
 
 
 def input_shape_of(datamodule: L.LightningDataModule) -> tuple[int, int, int]:
