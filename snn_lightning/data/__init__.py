@@ -1,4 +1,4 @@
-"""LightningDataModules and datasets: static images (embedded digits, MNIST, Fashion-MNIST, CIFAR, ImageNet).
+"""LightningDataModules and datasets: static images (embedded digits, MNIST, Fashion-MNIST, CIFAR, ImageNet)."""
 
 from .digits import load_digits
 from .event_transforms import EventsToFrames, FrameAugment, time_major_collate
