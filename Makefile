@@ -7,8 +7,9 @@ SNN := $(VENV)/bin/snn-lightning
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 INSTALLED := $(VENV)/.installed
 QUICKSTART_DIR := logs/quickstart
+FASHION_DIR := logs/quickstart_fashion
 
-.PHONY: quickstart test install clean
+.PHONY: quickstart quickstart-fashion test install clean
 
 install: $(INSTALLED)
 
@@ -21,6 +22,12 @@ quickstart: $(INSTALLED)
 	rm -rf $(QUICKSTART_DIR)
 	$(SNN) fit --config configs/quickstart.yaml
 	$(SNN) test --config configs/quickstart.yaml --ckpt_path $(QUICKSTART_DIR)/checkpoints/best.ckpt
+
+# Real data offline: Fashion-MNIST from Debian's dataset-fashion-mnist (see configs/quickstart_fashion.yaml).
+quickstart-fashion: $(INSTALLED)
+	rm -rf $(FASHION_DIR)
+	$(SNN) fit --config configs/quickstart_fashion.yaml
+	$(SNN) test --config configs/quickstart_fashion.yaml --ckpt_path $(FASHION_DIR)/checkpoints/best.ckpt
 
 test: $(INSTALLED)
 	$(PYTHON) -m pytest -q

@@ -74,6 +74,37 @@ def test_classical_kd_loss_by_hand():
     assert set(classical_kd_terms(S, T_UNIFORM, Y, 0.5, 1.0)) == {"ce", "kd"}
 
 
+def test_kd_gradient_is_alpha_tau_times_the_probability_gap():
+    # d/dz [α τ² KL(p_T^τ ‖ softmax(z/τ))] = α τ (p_S^τ − p_T^τ): τ² makes the soft term's gradient τ
+    # times the probability gap, so plain SGD sees a τ-times larger push than CE would give; Adam-type
+    # optimizers divide that scale out, which is why τ = 4 fits the student more slowly under AdamW.
+    s = torch.tensor([[[2.0, 0.0, -1.0]]], requires_grad=True)
+    t = torch.tensor([[4.0, 0.0, 0.0]])
+    y = torch.tensor([0])
+    alpha, tau = 0.5, 4.0
+    classical_kd_terms(s, t, y, alpha, tau)["kd"].backward()
+    p_student = torch.tensor([math.exp(0.5), 1.0, math.exp(-0.25)])
+    p_teacher = torch.tensor([math.e, 1.0, 1.0])
+    expected = alpha * tau * (p_student / p_student.sum() - p_teacher / p_teacher.sum())
+    torch.testing.assert_close(s.grad[0, 0], expected)
+    # The CE term's gradient is (1 − α)(softmax(z) − onehot(y)), with no temperature.
+    s.grad = None
+    classical_kd_terms(s, t, y, alpha, tau)["ce"].backward()
+    p = torch.tensor([math.exp(2.0), 1.0, math.exp(-1.0)])
+    torch.testing.assert_close(s.grad[0, 0], (1 - alpha) * (p / p.sum() - torch.tensor([1.0, 0.0, 0.0])))
+
+
+def test_tser_terms_by_hand_at_two_steps():
+    # S: step 1 uniform, step 2 p = (3/4, 1/4); uniform teacher, tau 1, alpha 0.5, lambda 0.1.
+    terms = tser_terms(S, T_UNIFORM, Y, alpha=0.5, tau=1.0, entropy_weight=0.1)
+    ce = (math.log(2) - math.log(0.75)) / 2
+    kl = 0.5 * math.log(4 / 3) / 2
+    entropy = (math.log(2) - (0.75 * math.log(0.75) + 0.25 * math.log(0.25))) / 2
+    assert terms["ce"].item() == pytest.approx(0.5 * ce, rel=1e-6)
+    assert terms["kd"].item() == pytest.approx(0.5 * kl, rel=1e-6)
+    assert terms["entropy"].item() == pytest.approx(-0.1 * entropy, rel=1e-6)
+
+
 def test_tser_without_entropy_equals_classical_kd_at_one_time_step():
     s, t, y = random_batch(time_steps=1)
     torch.testing.assert_close(tser_loss(s, t, y, 0.5, 4.0, 0.0), classical_kd_loss(s, t, y, 0.5, 4.0))

@@ -193,6 +193,42 @@ def test_fit_leaves_the_teacher_frozen_unchanged_and_outside_the_optimizer(teach
     assert metrics["train/entropy_step"] < 0  # the logged term is −λ·H, what the loss adds
 
 
+def test_teacher_and_student_are_fed_the_very_same_batch(teacher_file, tmp_path):
+    model = student(teacher_file)
+    seen = {}
+    model.network.encoder.register_forward_pre_hook(lambda module, inputs: seen.setdefault("student", []).append(inputs[0]))
+    model.teacher.conv1.register_forward_pre_hook(lambda module, inputs: seen.setdefault("teacher", []).append(inputs[0]))
+    trainer(tmp_path, [TSERKD()], limit_val_batches=0).fit(model, datamodule=digits())
+    batches = [images for images in seen["student"] if len(images) == 16]  # not the 1-image complexity probe
+    assert len(batches) == len(seen["teacher"]) == 2
+    for images_student, images_teacher in zip(batches, seen["teacher"]):
+        # One augmented, normalised tensor, not two draws of the augmentation.
+        assert images_student.data_ptr() == images_teacher.data_ptr()
+        assert torch.equal(images_student, images_teacher)
+
+
+def test_teacher_batchnorm_statistics_survive_a_fit(teacher_file, tmp_path):
+    model = student(teacher_file)
+    batchnorms = [m for m in model.teacher.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in batchnorms]
+    trainer(tmp_path, [ClassicalKD()], limit_train_batches=3).fit(model, datamodule=digits())
+    for module, (mean, var, count) in zip(batchnorms, before):
+        assert not module.training
+        assert torch.equal(module.running_mean, mean) and torch.equal(module.running_var, var)
+        assert torch.equal(module.num_batches_tracked, count)
+
+
+def test_a_narrow_teacher_loads_with_its_width_and_a_wrong_width_names_the_fix(tmp_path):
+    narrow = ANNClassifier(arch="resnet18", num_classes=10, in_channels=1, width_multiplier=0.25)
+    torch.save(narrow.state_dict(), tmp_path / "narrow.pt")
+    teacher = load_teacher(str(tmp_path / "narrow.pt"), "resnet18", 10, 1, "cifar", width_multiplier=0.25)
+    assert teacher.fc.in_features == 128
+    model = student(tmp_path / "narrow.pt", teacher_width_multiplier=0.25)
+    assert model.teacher.fc.in_features == 128
+    with pytest.raises(TeacherCheckpointError, match="set model.init_args.teacher_width_multiplier: 0.25"):
+        load_teacher(str(tmp_path / "narrow.pt"), "resnet18", 10, 1, "cifar")
+
+
 def test_loss_terms_are_the_tser_loss(teacher_file, tmp_path):
     model = student(teacher_file)
     model.trainer = trainer(tmp_path, [TSERKD(alpha=0.3, tau=2.0, entropy_weight=0.05)])

@@ -242,6 +242,16 @@ def test_ann_shapes(stem: str) -> None:
         ann_resnet18(5, stem="vgg")  # type: ignore[arg-type]
 
 
+def test_ann_width_multiplier_scales_every_stage() -> None:
+    model = ann_resnet18(10, in_channels=1, width_multiplier=0.25)
+    assert model.conv1.out_channels == 16 and model.fc.in_features == 128
+    assert [model.layer2[0].conv1.out_channels, model.layer3[0].conv1.out_channels] == [32, 64]
+    assert model.forward_features(torch.randn(2, 1, 28, 28)).shape == (2, 128, 4, 4)
+    assert ann_resnet18(10).fc.in_features == 512  # the default is the plain ResNet-18
+    with pytest.raises(ValueError, match="width_multiplier must be > 0"):
+        ann_resnet18(10, width_multiplier=0.0)
+
+
 def test_models_do_not_import_lightning() -> None:
     code = (
         "import sys, snn_lightning.models; "

@@ -71,7 +71,13 @@ def _architecture_hint(keys: list[str], arch: str) -> str:
 
 
 def build_teacher(
-    state: Mapping[str, Tensor], arch: str, num_classes: int, in_channels: int, stem: str, source: str
+    state: Mapping[str, Tensor],
+    arch: str,
+    num_classes: int,
+    in_channels: int,
+    stem: str,
+    source: str,
+    width_multiplier: float = 1.0,
 ) -> ANNResNet:
     """Return a frozen (eval mode, no gradient) ANN ``arch`` holding ``state``, after checking keys, classes and shapes.
 
@@ -82,10 +88,13 @@ def build_teacher(
         in_channels: the data's image channels.
         stem: the teacher's stem, ``cifar`` or ``imagenet``.
         source: where the weights came from, for error messages.
+        width_multiplier: the teacher's width multiplier (``ANNClassifier.width_multiplier``).
     """
     # Built on the meta device: no memory, no time and no random numbers spent on weights about to be replaced.
     with torch.device("meta"):
-        teacher = ANN_ARCHITECTURES[arch](num_classes=num_classes, in_channels=in_channels, stem=stem)
+        teacher = ANN_ARCHITECTURES[arch](
+            num_classes=num_classes, in_channels=in_channels, stem=stem, width_multiplier=width_multiplier
+        )
     expected = teacher.state_dict()
     missing = [key for key in expected if key not in state]
     extra = [key for key in state if key not in expected]
@@ -110,17 +119,22 @@ def build_teacher(
             continue
         if key == "conv1.weight" and found[1] != in_channels:
             fix = f"the teacher saw {found[1]}-channel images but the data has {in_channels}; distil from a teacher trained on the same dataset"
+        elif found[0] != value.shape[0] and key != "fc.weight":
+            trained = width_multiplier * found[0] / value.shape[0]
+            fix = f"its layers are {trained:g}× the width of an ANN {arch}; set model.init_args.teacher_width_multiplier: {trained:g}"
         else:
             fix = "set model.init_args.teacher_stem (cifar: 3×3 conv1, imagenet: 7×7) to the stem the teacher was trained with"
         raise TeacherCheckpointError(
-            f"teacher file {source}: {key} has shape {found} but an ANN {arch} with the {stem} stem and "
-            f"{in_channels} input channels expects {tuple(value.shape)}; {fix}"
+            f"teacher file {source}: {key} has shape {found} but an ANN {arch} (width ×{width_multiplier:g}) with the "
+            f"{stem} stem and {in_channels} input channels expects {tuple(value.shape)}; {fix}"
         )
     teacher.load_state_dict(state, assign=True)
     return teacher.requires_grad_(False).eval()
 
 
-def load_teacher(path: str, arch: str, num_classes: int, in_channels: int, stem: str) -> ANNResNet:
+def load_teacher(
+    path: str, arch: str, num_classes: int, in_channels: int, stem: str, width_multiplier: float = 1.0
+) -> ANNResNet:
     """Return the frozen ANN teacher stored at ``path`` (Lightning checkpoint or state_dict), read with ``weights_only``."""
     file = Path(path).expanduser().absolute()
     if not file.is_file():
@@ -132,4 +146,5 @@ def load_teacher(path: str, arch: str, num_classes: int, in_channels: int, stem:
             f"teacher checkpoint {file} is not a PyTorch checkpoint that loads with weights_only=True "
             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); {_FIX}"
         ) from error
-    return build_teacher(teacher_state_dict(checkpoint, str(file)), arch, num_classes, in_channels, stem, str(file))
+    state = teacher_state_dict(checkpoint, str(file))
+    return build_teacher(state, arch, num_classes, in_channels, stem, str(file), width_multiplier)

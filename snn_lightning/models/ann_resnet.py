@@ -89,6 +89,7 @@ class ANNResNet(nn.Module):
         blocks: Sequence[int] = (2, 2, 2, 2),
         in_channels: int = 3,
         stem: ANNStem = "cifar",
+        width_multiplier: float = 1.0,
     ) -> None:
         """
         Args:
@@ -96,24 +97,28 @@ class ANNResNet(nn.Module):
             blocks: BasicBlocks per stage, four entries: (2, 2, 2, 2) is ResNet-18, (3, 4, 6, 3) ResNet-34.
             in_channels: channels of the input images (3 for RGB).
             stem: "cifar" conv3×3 stride 1, no max-pool (32×32 inputs); "imagenet" conv7×7/2 + max-pool 3/2.
+            width_multiplier: factor applied to every stage width 64–512 (at least 1 channel), for teachers that fit a CPU budget.
         """
         super().__init__()
         if len(blocks) != len(_WIDTHS) or any(count < 1 for count in blocks):
             raise ConfigurationError(
                 f"ANNResNet needs one positive block count per stage ({len(_WIDTHS)} stages), got blocks={list(blocks)}"
             )
+        if width_multiplier <= 0:
+            raise ConfigurationError(f"ANNResNet width_multiplier must be > 0, got {width_multiplier}")
+        widths = [max(1, round(width * width_multiplier)) for width in _WIDTHS]
         if stem == "cifar":
-            self.conv1 = conv3x3(in_channels, _WIDTHS[0])
+            self.conv1 = conv3x3(in_channels, widths[0])
             self.maxpool: nn.Module = nn.Identity()
         elif stem == "imagenet":
-            self.conv1 = nn.Conv2d(in_channels, _WIDTHS[0], kernel_size=7, stride=2, padding=3, bias=False)
+            self.conv1 = nn.Conv2d(in_channels, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
             self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         else:
             raise ConfigurationError(f"ANNResNet stem must be 'cifar' or 'imagenet', got {stem!r}")
-        self.bn1 = nn.BatchNorm2d(_WIDTHS[0])
+        self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
-        channels = _WIDTHS[0]
-        for index, (count, width) in enumerate(zip(blocks, _WIDTHS)):
+        channels = widths[0]
+        for index, (count, width) in enumerate(zip(blocks, widths)):
             stride = 1 if index == 0 else 2
             stage = [BasicBlock(channels, width, stride)] + [BasicBlock(width, width) for _ in range(count - 1)]
             self.add_module(f"layer{index + 1}", nn.Sequential(*stage))
@@ -124,7 +129,7 @@ class ANNResNet(nn.Module):
         init_resnet_weights(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """Return the last stage's output ``[B, 512, h, w]`` (before pooling) for images ``[B, C, H, W]``."""
+        """Return the last stage's output ``[B, 512·width_multiplier, h, w]`` (before pooling) for images ``[B, C, H, W]``."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
@@ -137,14 +142,18 @@ class ANNResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def ann_resnet18(num_classes: int, in_channels: int = 3, stem: ANNStem = "cifar") -> ANNResNet:
+def ann_resnet18(
+    num_classes: int, in_channels: int = 3, stem: ANNStem = "cifar", width_multiplier: float = 1.0
+) -> ANNResNet:
     """Return an ANN ResNet-18 (blocks 2/2/2/2)."""
-    return ANNResNet(num_classes, (2, 2, 2, 2), in_channels, stem)
+    return ANNResNet(num_classes, (2, 2, 2, 2), in_channels, stem, width_multiplier)
 
 
-def ann_resnet34(num_classes: int, in_channels: int = 3, stem: ANNStem = "cifar") -> ANNResNet:
+def ann_resnet34(
+    num_classes: int, in_channels: int = 3, stem: ANNStem = "cifar", width_multiplier: float = 1.0
+) -> ANNResNet:
     """Return an ANN ResNet-34 (blocks 3/4/6/3)."""
-    return ANNResNet(num_classes, (3, 4, 6, 3), in_channels, stem)
+    return ANNResNet(num_classes, (3, 4, 6, 3), in_channels, stem, width_multiplier)
 
 
 ANN_ARCHITECTURES: dict[str, Callable[..., ANNResNet]] = {

@@ -23,6 +23,7 @@ class ANNClassifier(ClassifierModule):
         num_classes: int = 10,
         in_channels: int = 3,
         stem: Literal["cifar", "imagenet"] = "cifar",
+        width_multiplier: float = 1.0,
         label_smoothing: float = 0.0,
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -33,13 +34,16 @@ class ANNClassifier(ClassifierModule):
             num_classes: number of classes; the CLI links it from ``data.num_classes``.
             in_channels: input channels; the CLI links it from ``data.in_channels``.
             stem: ``cifar`` (3x3 conv, no max-pool, for 32x32 inputs) or ``imagenet`` (7x7/2 conv + max-pool).
+            width_multiplier: scales every stage width (64–512); a distilling student names it as ``teacher_width_multiplier``.
             label_smoothing: label smoothing of the cross-entropy.
             optimizer: optimizer factory; null means SGD(lr=0.1, momentum=0.9, weight_decay=5e-4).
             lr_scheduler: scheduler factory; null means cosine annealing over ``trainer.max_epochs``.
         """
         super().__init__(num_classes, optimizer, lr_scheduler)
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
-        self.network = ANN_ARCHITECTURES[arch](num_classes=num_classes, in_channels=in_channels, stem=stem)
+        self.network = ANN_ARCHITECTURES[arch](
+            num_classes=num_classes, in_channels=in_channels, stem=stem, width_multiplier=width_multiplier
+        )
         self.label_smoothing = label_smoothing
 
     def forward(self, images: Tensor) -> Tensor:

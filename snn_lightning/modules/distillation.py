@@ -42,6 +42,7 @@ class DistillationModule(SNNClassifier):
         teacher_checkpoint: str,
         teacher_arch: ANNArchitecture = "resnet34",
         teacher_stem: Literal["cifar", "imagenet"] = "cifar",
+        teacher_width_multiplier: float = 1.0,
         save_teacher_in_checkpoint: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -50,6 +51,7 @@ class DistillationModule(SNNClassifier):
             teacher_checkpoint: the teacher's weights: a Lightning checkpoint of ``ANNClassifier`` (e.g. ``…/checkpoints/best.ckpt``) or a ``torch.save``d state_dict of an ANN ResNet.
             teacher_arch: the teacher's architecture (``snn_lightning.models.ANN_ARCHITECTURES``); must match the checkpoint.
             teacher_stem: the teacher's stem, ``cifar`` (3×3 conv1) or ``imagenet`` (7×7 conv1 + max-pool); must match the checkpoint.
+            teacher_width_multiplier: the teacher's ``width_multiplier`` (its ``ANNClassifier`` argument); must match the checkpoint.
             save_teacher_in_checkpoint: also store the teacher's weights in the student's checkpoints (as ``teacher.*``), making them self-contained.
             **kwargs: the student's arguments, those of ``SNNClassifier`` (arch, time_steps, neuron, loss, optimizer, …).
         """
@@ -57,6 +59,7 @@ class DistillationModule(SNNClassifier):
         self.teacher_checkpoint = teacher_checkpoint
         self.teacher_arch = teacher_arch
         self.teacher_stem = teacher_stem
+        self.teacher_width_multiplier = teacher_width_multiplier
         self.save_teacher_in_checkpoint = save_teacher_in_checkpoint
         self.distill_modules = nn.ModuleDict()
         self.teacher_accuracy = MulticlassAccuracy(self.num_classes, average="micro")
@@ -75,6 +78,7 @@ class DistillationModule(SNNClassifier):
                     self.num_classes,
                     self.hparams.in_channels,
                     self.teacher_stem,
+                    self.teacher_width_multiplier,
                 )
             )
         return self._teacher
@@ -187,6 +191,7 @@ class DistillationModule(SNNClassifier):
                     self.hparams.in_channels,
                     self.teacher_stem,
                     "(the teacher.* weights in the student's checkpoint)",
+                    self.teacher_width_multiplier,
                 )
             )
         current = self.distill_modules.state_dict(prefix=_DISTILL)

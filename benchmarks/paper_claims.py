@@ -1,0 +1,323 @@
+"""The papers' claims on real data: TSER > classical KD > CE and STAA ≥ a plain spiking ResNet, on Fashion-MNIST.
+
+A measurement, not a test. At one equal budget (the same epochs, batch, optimizer and schedule for
+every student), with the same seeds and, per seed, the same initial weights and batch order:
+
+1. an ANN teacher (ResNet-18 at ``--teacher-width``) is trained once and cached on disk;
+2. spiking students (``resnet_mini`` at ``--width``, T=4, LIF) train with: CE of the time-mean
+   logits, per-step CE (TET; the baseline TSER's per-step CE term should be judged against),
+   classical KD, TSER, TSER with λ = 0 and KDSNN feature KD (CE + feature MSE), at the framework's
+   defaults (τ = 4, α = 0.5, λ = 0.01; feature weight = KDSNN's 7e-5 per summed element);
+3. the same plain student with STAA-SNN's aggregator in every layer (CE, same backbone weights).
+
+It prints, and writes as CSV and Markdown under ``--out``, the test accuracy (the full 10,000-image
+test split) of every run, mean ± std over the seeds, the paired difference per seed (TSER − KD,
+KD − CE, TSER − per-step CE, STAA − plain) and the accuracy after the first 1, 2 and 4 steps of the
+models trained at T=4 (equal to evaluating them at ``time_steps`` 1, 2, 4: every network is causal
+in time and starts each forward at rest; the script checks that on one batch). Runs go to
+``--jobs`` worker processes, one line each as they finish.
+
+    apt-get install dataset-fashion-mnist           # the real data, offline (or --download where a network exists)
+    python benchmarks/paper_claims.py               # --root /usr/share/datasets/fashion-mnist --seeds 0 1 2 …
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import Subset
+
+from snn_lightning.callbacks import running_mean_logits
+from snn_lightning.callbacks.safety import EpochSeed
+from snn_lightning.data import StaticImageDataModule
+from snn_lightning.data.splits import stratified_split
+from snn_lightning.distill import TSERKD, ClassicalKD, FeatureKD, KDCallback, load_teacher
+from snn_lightning.models import STAA
+from snn_lightning.modules import ANNClassifier, DistillationModule, SNNClassifier
+
+TIME_STEPS = 4
+# KDSNN weighs the feature MSE summed over a sample's elements by 7e-5; FeatureKD takes a mean.
+KDSNN_SUMMED_WEIGHT = 7e-5
+
+
+@dataclass(frozen=True)
+class Method:
+    """One student recipe: its KD method (a key of ``KD_METHODS``), its own loss and whether it uses STAA."""
+
+    name: str
+    kd: str = ""
+    loss: str = "mean_ce"
+    staa: bool = False
+
+    @property
+    def distils(self) -> bool:
+        """Whether the student needs the teacher."""
+        return bool(self.kd)
+
+
+# KD callbacks by method, given the number of elements of one teacher feature map.
+KD_METHODS: dict[str, Callable[[int], list[KDCallback]]] = {
+    "": lambda feature_elements: [],
+    "classical": lambda feature_elements: [ClassicalKD()],
+    "tser": lambda feature_elements: [TSERKD()],
+    "tser_no_entropy": lambda feature_elements: [TSERKD(entropy_weight=0.0)],
+    "feature": lambda feature_elements: [FeatureKD(weight=KDSNN_SUMMED_WEIGHT * feature_elements)],
+}
+METHODS = [
+    Method("CE"),
+    Method("per-step CE", loss="per_step_ce"),
+    Method("classical KD", kd="classical"),
+    Method("TSER", kd="tser"),
+    Method("TSER, λ = 0", kd="tser_no_entropy"),
+    Method("feature KD", kd="feature"),
+    Method("STAA", staa=True),
+]
+PAIRS = [("TSER", "classical KD"), ("classical KD", "CE"), ("TSER", "per-step CE"), ("STAA", "CE")]
+
+
+def parse_args() -> argparse.Namespace:
+    """Return the command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist", help="Fashion-MNIST folder (IDX files)")
+    parser.add_argument("--download", action="store_true", help="download Fashion-MNIST into --root when missing")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds; every method runs with each")
+    parser.add_argument("--epochs", type=int, default=5, help="training epochs of every student (cosine annealing to 0 over them)")
+    parser.add_argument("--train-images", type=int, default=12000, help="fixed stratified subset of the 60,000 training images the students train on")
+    parser.add_argument("--width", type=float, default=0.5, help="student width multiplier (resnet_mini 1.0: 32/64 channels)")
+    parser.add_argument("--batch-size", type=int, default=64, help="training batch size of teacher and students")
+    parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="adamw", help="sgd: momentum 0.9, wd 5e-4 (the papers'); adamw: wd 0.01")
+    parser.add_argument("--lr", type=float, default=5e-3, help="student learning rate (cosine annealing over the epochs)")
+    parser.add_argument("--teacher-width", type=float, default=0.25, help="teacher ANN ResNet-18 width multiplier")
+    parser.add_argument("--teacher-epochs", type=int, default=3, help="teacher training epochs on all 60,000 images (SGD lr 0.1, cosine)")
+    parser.add_argument("--methods", nargs="+", default=[m.name for m in METHODS], help="subset of the methods to run")
+    parser.add_argument("--jobs", type=int, default=2, help="runs trained at once, each with cores/jobs threads")
+    parser.add_argument("--out", default="benchmarks/results/paper_claims", help="folder of the teacher cache and the tables")
+    return parser.parse_args()
+
+
+def fashion_mnist(args: argparse.Namespace, download: bool = False, subset: bool = False) -> StaticImageDataModule:
+    """Return the Fashion-MNIST data module (the test split measures); ``subset`` trains on ``--train-images`` only."""
+    data = StaticImageDataModule(
+        dataset="fashion_mnist",
+        root=args.root,
+        download=download,
+        batch_size=args.batch_size,
+        time_steps=TIME_STEPS,
+        val_fraction=0.0,
+    )
+    if subset and args.train_images < 60000:
+        data.setup("fit")  # later setup calls keep the splits built here
+        labels = data.train_set.source.labels[data.train_set.indices]
+        kept, _ = stratified_split(labels, 1 - args.train_images / len(labels), seed=0)
+        data.train_set = Subset(data.train_set, kept.tolist())
+    return data
+
+
+def quiet_trainer(**options) -> L.Trainer:
+    """Return a CPU trainer that logs, checkpoints and validates nothing."""
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        **options,
+    )
+
+
+def teacher_path(args: argparse.Namespace) -> Path:
+    """Return the cache file of the teacher these settings train."""
+    settings = dict(width=args.teacher_width, epochs=args.teacher_epochs, batch=args.batch_size, seed=0)
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(args.out) / f"teacher-resnet18-w{args.teacher_width:g}-{key}.ckpt"
+
+
+def train_teacher(args: argparse.Namespace) -> tuple[Path, float]:
+    """Train the ANN teacher unless cached; return its checkpoint and its test accuracy."""
+    path = teacher_path(args)
+    data = fashion_mnist(args, download=args.download)
+    if not path.is_file():
+        L.seed_everything(0, verbose=False)
+        teacher = ANNClassifier(arch="resnet18", num_classes=10, in_channels=1, stem="cifar", width_multiplier=args.teacher_width)
+        trainer = quiet_trainer(max_epochs=args.teacher_epochs, callbacks=[EpochSeed(0)])
+        trainer.fit(teacher, datamodule=data)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(path, weights_only=True)
+    network = load_teacher(str(path), "resnet18", 10, 1, "cifar", args.teacher_width)
+    data.setup("test")
+    with torch.no_grad():
+        correct = sum((network(x).argmax(-1) == y).sum().item() for x, y in data.test_dataloader())
+    return path, correct / len(data.test_set)
+
+
+def initial_weights(seed: int, args: argparse.Namespace) -> dict[str, torch.Tensor]:
+    """Return the plain student's initial weights for ``seed``; every method of that seed starts from them."""
+    L.seed_everything(seed, verbose=False)
+    return student(Method("CE"), args, teacher="").network.state_dict()
+
+
+def student(method: Method, args: argparse.Namespace, teacher: str) -> SNNClassifier:
+    """Return the untrained student of ``method``."""
+    if args.optimizer == "sgd":
+        optimizer = lambda parameters: torch.optim.SGD(parameters, lr=args.lr, momentum=0.9, weight_decay=5e-4)  # noqa: E731
+    else:
+        optimizer = lambda parameters: torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.01)  # noqa: E731
+    options = dict(
+        arch="resnet_mini",
+        num_classes=10,
+        in_channels=1,
+        time_steps=TIME_STEPS,
+        width_multiplier=args.width,
+        loss=method.loss,
+        neuron=STAA(max_time_steps=TIME_STEPS) if method.staa else None,
+        optimizer=optimizer,
+    )
+    if method.distils:
+        return DistillationModule(
+            teacher_checkpoint=teacher, teacher_arch="resnet18", teacher_width_multiplier=args.teacher_width, **options
+        )
+    return SNNClassifier(**options)
+
+
+def test_logits(model: SNNClassifier, data: StaticImageDataModule) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the per-step test logits ``[T, N, classes]`` and the labels ``[N]``."""
+    model.eval()
+    data.setup("test")
+    logits, labels = [], []
+    with torch.no_grad():
+        for images, targets in data.test_dataloader():
+            logits.append(model(images))
+            labels.append(targets)
+    return torch.cat(logits, 1), torch.cat(labels)
+
+
+def check_causal(model: SNNClassifier, data: StaticImageDataModule, full: torch.Tensor) -> None:
+    """Raise if evaluating at fewer time steps differs from the first steps of the T=4 run (one batch)."""
+    images, _ = next(iter(data.test_dataloader()))
+    with torch.no_grad():
+        for steps in (1, 2):
+            model.time_steps = steps
+            torch.testing.assert_close(model(images), full[:steps, : len(images)], rtol=1e-4, atol=1e-4)
+    model.time_steps = TIME_STEPS
+
+
+def run(method: Method, seed: int, args: argparse.Namespace, teacher: str, init: dict, threads: int) -> dict:
+    """Train one student; return its accuracies after 1..T steps and its wall time."""
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    L.seed_everything(seed, verbose=False)
+    model = student(method, args, teacher)
+    missing, unexpected = model.network.load_state_dict(init, strict=False)
+    # STAA adds its own parameters (missing here); every weight of the plain network must be taken.
+    assert not unexpected and (method.staa or not missing), (missing, unexpected)
+    feature_elements = 0
+    if method.distils:
+        teacher_network = load_teacher(teacher, "resnet18", 10, 1, "cifar", args.teacher_width)
+        with torch.no_grad():
+            feature_elements = teacher_network.forward_features(torch.zeros(1, 1, 28, 28))[0].numel()
+    data = fashion_mnist(args, subset=True)
+    trainer = quiet_trainer(
+        max_epochs=args.epochs,
+        callbacks=[*KD_METHODS[method.kd](feature_elements), EpochSeed(seed)],
+    )
+    trainer.fit(model, datamodule=data)
+    logits, labels = test_logits(model, data)
+    if seed == args.seeds[0]:
+        check_causal(model, data, logits)
+    correct = (running_mean_logits(logits).argmax(-1) == labels).float().mean(1)
+    return dict(
+        method=method.name,
+        seed=seed,
+        **{f"acc_t{t + 1}": correct[t].item() for t in range(TIME_STEPS)},
+        seconds=time.perf_counter() - start,
+    )
+
+
+def mean_std(values: list[float]) -> str:
+    """Return ``mean ± std`` in percent."""
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.2f} ± {100 * spread:.2f}"
+
+
+def tables(results: list[dict], args: argparse.Namespace, header: str) -> str:
+    """Return the Markdown tables of accuracy per seed, paired differences and accuracy at fewer steps."""
+    final = f"acc_t{TIME_STEPS}"
+    by = {(r["method"], r["seed"]): r for r in results}
+    methods = [m.name for m in METHODS if any(r["method"] == m.name for r in results)]
+    seeds = args.seeds
+    lines = [header, "", f"| method | {' | '.join(f'seed {s}' for s in seeds)} | mean ± std (%) |", "|---|" + "---|" * (len(seeds) + 1)]
+    for name in methods:
+        values = [by[name, s][final] for s in seeds]
+        lines.append(f"| {name} | {' | '.join(f'{100 * v:.2f}' for v in values)} | {mean_std(values)} |")
+    lines += ["", f"| paired difference (points) | {' | '.join(f'seed {s}' for s in seeds)} | mean ± std |", "|---|" + "---|" * (len(seeds) + 1)]
+    for first, second in PAIRS:
+        if first in methods and second in methods:
+            gaps = [by[first, s][final] - by[second, s][final] for s in seeds]
+            lines.append(f"| {first} − {second} | {' | '.join(f'{100 * g:+.2f}' for g in gaps)} | {mean_std(gaps)} |")
+    lines += ["", "| trained at T=4, evaluated after | " + " | ".join(f"T={t}" for t in (1, 2, 4)) + " |", "|---|---|---|---|"]
+    for name in methods:
+        cells = [mean_std([by[name, s][f"acc_t{t}"] for s in seeds]) for t in (1, 2, 4)]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Train the teacher (or read its cache), every student with every seed, then print and write the tables."""
+    args = parse_args()
+    start = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    teacher, teacher_accuracy = train_teacher(args)
+    print(f"teacher ANN ResNet-18 ×{args.teacher_width:g}: test acc {teacher_accuracy:.4f} ({time.perf_counter() - start:.0f} s; {teacher})", flush=True)
+    methods = [m for m in METHODS if m.name in args.methods]
+    inits = {seed: initial_weights(seed, args) for seed in args.seeds}
+    # STAA runs are the longest: start them first, so the last minutes are not one run alone.
+    jobs = sorted(((m, s) for m in methods for s in args.seeds), key=lambda job: not job[0].staa)
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    results = []
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(run, m, s, args, str(teacher), inits[s], threads) for m, s in jobs]
+        for done, future in enumerate(as_completed(futures), 1):
+            result = future.result()
+            results.append(result)
+            elapsed = time.perf_counter() - start
+            print(
+                f"[{done}/{len(jobs)}] {result['method']:>12} seed {result['seed']}: test acc {result[f'acc_t{TIME_STEPS}']:.4f} "
+                f"(T=1 {result['acc_t1']:.4f}, T=2 {result['acc_t2']:.4f}) in {result['seconds']:.0f} s; {elapsed / 60:.1f} min so far",
+                flush=True,
+            )
+    minutes = (time.perf_counter() - start) / 60
+    header = (
+        f"Fashion-MNIST test accuracy (10,000 images). Students resnet_mini ×{args.width:g}, T={TIME_STEPS}, LIF, "
+        f"{args.epochs} epochs of a fixed {args.train_images:,}-image stratified subset, batch {args.batch_size}, {args.optimizer} lr {args.lr:g} "
+        f"cosine; teacher ANN ResNet-18 ×{args.teacher_width:g} ({args.teacher_epochs} epochs), test acc "
+        f"{100 * teacher_accuracy:.2f} %; τ 4, α 0.5, λ 0.01; seeds {' '.join(map(str, args.seeds))}; "
+        f"{minutes:.1f} min in all on {os.cpu_count()} cores ({args.jobs} runs at once)."
+    )
+    text = tables(results, args, header)
+    print("\n" + text)
+    (out / "paper_claims.md").write_text(text + "\n")
+    with open(out / "paper_claims.csv", "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(results[0]))
+        writer.writeheader()
+        writer.writerows(sorted(results, key=lambda r: (r["method"], r["seed"])))
+    print(f"\nwritten: {out / 'paper_claims.md'}, {out / 'paper_claims.csv'}")
+
+
+if __name__ == "__main__":
+    main()
