@@ -75,6 +75,8 @@ KD_METHODS: dict[str, Callable[[int], list[KDCallback]]] = {
     "tser": lambda feature_elements: [TSERKD()],
     "tser_no_entropy": lambda feature_elements: [TSERKD(entropy_weight=0.0)],
     "feature": lambda feature_elements: [FeatureKD(weight=KDSNN_SUMMED_WEIGHT * feature_elements)],
+    "classical_standardized": lambda feature_elements: [ClassicalKD(tau=2.0, standardize=True)],
+    "tser_standardized": lambda feature_elements: [TSERKD(tau=2.0, standardize=True)],
 }
 METHODS = [
     Method("CE"),
@@ -84,7 +86,11 @@ METHODS = [
     Method("TSER, λ = 0", kd="tser_no_entropy"),
     Method("feature KD", kd="feature"),
     Method("STAA", staa=True),
+    # Not in the default run (the 60-minute budget): logit standardization (Sun et al., CVPR 2024, base τ 2).
+    Method("classical KD, standardized", kd="classical_standardized"),
+    Method("TSER, standardized", kd="tser_standardized"),
 ]
+DEFAULT_METHODS = [m.name for m in METHODS[:7]]
 PAIRS = [("TSER", "classical KD"), ("classical KD", "CE"), ("TSER", "per-step CE"), ("STAA", "CE")]
 
 
@@ -102,7 +108,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=5e-3, help="student learning rate (cosine annealing over the epochs)")
     parser.add_argument("--teacher-width", type=float, default=0.25, help="teacher ANN ResNet-18 width multiplier")
     parser.add_argument("--teacher-epochs", type=int, default=3, help="teacher training epochs on all 60,000 images (SGD lr 0.1, cosine)")
-    parser.add_argument("--methods", nargs="+", default=[m.name for m in METHODS], help="subset of the methods to run")
+    parser.add_argument(
+        "--methods", nargs="+", default=DEFAULT_METHODS, choices=[m.name for m in METHODS],
+        help="methods to run; rows of other methods that an earlier run with the same settings wrote to --out are kept",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="runs trained at once, each with cores/jobs threads")
     parser.add_argument("--out", default="benchmarks/results/paper_claims", help="folder of the teacher cache and the tables")
     return parser.parse_args()
@@ -276,6 +285,21 @@ def tables(results: list[dict], args: argparse.Namespace, header: str) -> str:
     return "\n".join(lines)
 
 
+def settings(args: argparse.Namespace) -> dict:
+    """Return the settings that make two runs' rows comparable (all but the methods, jobs and output folder)."""
+    return {key: value for key, value in vars(args).items() if key not in ("methods", "jobs", "out", "download")}
+
+
+def earlier_results(out: Path, args: argparse.Namespace) -> list[dict]:
+    """Return the rows an earlier run with the same settings wrote to ``out``, or none."""
+    table, recorded = out / "paper_claims.csv", out / "settings.json"
+    if not (table.is_file() and recorded.is_file()) or json.loads(recorded.read_text()) != settings(args):
+        return []
+    with open(table, newline="") as file:
+        rows = list(csv.DictReader(file))
+    return [{**row, "seed": int(row["seed"]), **{k: float(v) for k, v in row.items() if k not in ("method", "seed")}} for row in rows]
+
+
 def main() -> None:
     """Train the teacher (or read its cache), every student with every seed, then print and write the tables."""
     args = parse_args()
@@ -302,16 +326,20 @@ def main() -> None:
                 flush=True,
             )
     minutes = (time.perf_counter() - start) / 60
+    kept = earlier_results(out, args)
+    results += [r for r in kept if r["method"] not in args.methods]
     header = (
         f"Fashion-MNIST test accuracy (10,000 images). Students resnet_mini ×{args.width:g}, T={TIME_STEPS}, LIF, "
         f"{args.epochs} epochs of a fixed {args.train_images:,}-image stratified subset, batch {args.batch_size}, {args.optimizer} lr {args.lr:g} "
         f"cosine; teacher ANN ResNet-18 ×{args.teacher_width:g} ({args.teacher_epochs} epochs), test acc "
         f"{100 * teacher_accuracy:.2f} %; τ 4, α 0.5, λ 0.01; seeds {' '.join(map(str, args.seeds))}; "
-        f"{minutes:.1f} min in all on {os.cpu_count()} cores ({args.jobs} runs at once)."
+        f"{minutes:.1f} min in all on {os.cpu_count()} cores ({args.jobs} runs at once)"
+        + (f"; rows of {', '.join(sorted({r['method'] for r in kept} - set(args.methods)))} from an earlier run." if kept else ".")
     )
     text = tables(results, args, header)
     print("\n" + text)
     (out / "paper_claims.md").write_text(text + "\n")
+    (out / "settings.json").write_text(json.dumps(settings(args), indent=1))
     with open(out / "paper_claims.csv", "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(results[0]))
         writer.writeheader()

@@ -120,6 +120,16 @@ def test_missing_dataset_gives_one_clear_message_and_exit_code_2(capsys, in_tmp_
     assert not missing.exists()
 
 
+def test_fashion_quickstart_without_the_data_names_both_ways_to_get_it(capsys, in_tmp_dir):
+    missing = in_tmp_dir / "no-fashion"
+    args = ["fit", "--config", str(REPO / "configs" / "quickstart_fashion.yaml"), "--data.root", str(missing)]
+    code, _, err = run_main(args, capsys)
+    assert code == 2 and "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert "Fashion-MNIST not found" in line and str(missing) in line
+    assert "download: true" in line and "apt-get install dataset-fashion-mnist" in line
+
+
 def test_bad_time_steps_is_a_clear_error(capsys, in_tmp_dir):
     code, _, err = run_main(["fit", "--config", QUICKSTART, "--model.time_steps", "0"], capsys)
     assert code == 2

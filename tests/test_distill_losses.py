@@ -15,6 +15,7 @@ from snn_lightning.distill.losses import (
     per_step_ce,
     per_step_entropy,
     per_step_kl,
+    standardize_logits,
     tser_loss,
     tser_terms,
 )
@@ -103,6 +104,35 @@ def test_tser_terms_by_hand_at_two_steps():
     assert terms["ce"].item() == pytest.approx(0.5 * ce, rel=1e-6)
     assert terms["kd"].item() == pytest.approx(0.5 * kl, rel=1e-6)
     assert terms["entropy"].item() == pytest.approx(-0.1 * entropy, rel=1e-6)
+
+
+def test_standardize_logits_by_hand():
+    z = torch.tensor([[1.0, 2.0, 6.0]])  # mean 3, sample std sqrt(((-2)² + (-1)² + 3²) / 2) = sqrt(7)
+    expected = torch.tensor([[-2.0, -1.0, 3.0]]) / math.sqrt(7.0)
+    torch.testing.assert_close(standardize_logits(z), expected)
+
+
+def test_standardized_kd_ignores_the_teachers_logit_scale_and_shift():
+    s, t, y = random_batch()
+    reference = per_step_kl(s, t, 2.0, standardize=True)
+    torch.testing.assert_close(per_step_kl(s, 5.0 * t - 3.0, 2.0, standardize=True), reference)
+    torch.testing.assert_close(per_step_kl(0.1 * s + 1.0, t, 2.0, standardize=True), reference)
+    # Without it the same rescaling changes the loss: the student has to match the teacher's range.
+    assert not torch.allclose(per_step_kl(s, 5.0 * t, 2.0), per_step_kl(s, t, 2.0))
+    # Already standardised logits give the plain loss.
+    torch.testing.assert_close(
+        per_step_kl(standardize_logits(s), standardize_logits(t), 2.0), reference
+    )
+
+
+def test_standardized_terms_leave_ce_on_the_raw_logits():
+    s, t, y = random_batch(time_steps=2)
+    plain, standard = tser_terms(s, t, y, 0.5, 2.0, 0.1), tser_terms(s, t, y, 0.5, 2.0, 0.1, standardize=True)
+    torch.testing.assert_close(standard["ce"], plain["ce"])
+    torch.testing.assert_close(standard["kd"], 0.5 * per_step_kl(s, t, 2.0, standardize=True))
+    torch.testing.assert_close(standard["entropy"], -0.1 * per_step_entropy(standardize_logits(s), 2.0))
+    classical = classical_kd_terms(s, t, y, 0.5, 2.0, standardize=True)
+    torch.testing.assert_close(classical["kd"], 0.5 * per_step_kl(standardize_logits(s.mean(0, keepdim=True)), standardize_logits(t), 2.0))
 
 
 def test_tser_without_entropy_equals_classical_kd_at_one_time_step():

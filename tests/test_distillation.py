@@ -229,16 +229,17 @@ def test_a_narrow_teacher_loads_with_its_width_and_a_wrong_width_names_the_fix(t
         load_teacher(str(tmp_path / "narrow.pt"), "resnet18", 10, 1, "cifar")
 
 
-def test_loss_terms_are_the_tser_loss(teacher_file, tmp_path):
+@pytest.mark.parametrize("standardize", [False, True])
+def test_loss_terms_are_the_tser_loss(standardize, teacher_file, tmp_path):
     model = student(teacher_file)
-    model.trainer = trainer(tmp_path, [TSERKD(alpha=0.3, tau=2.0, entropy_weight=0.05)])
+    model.trainer = trainer(tmp_path, [TSERKD(alpha=0.3, tau=2.0, entropy_weight=0.05, standardize=standardize)])
     model.setup("fit")
     torch.manual_seed(0)
     s, t, y = torch.randn(2, 4, 10), torch.randn(4, 10), torch.randint(0, 10, (4,))
     outputs = DistillationOutputs(s, torch.rand(2, 4, 16, 4, 4), t, torch.rand(4, 512, 1, 1), y)
     terms = model.loss_terms(outputs)
     assert set(terms) == {"ce", "kd", "entropy"}
-    torch.testing.assert_close(sum(terms.values()), tser_loss(s, t, y, 0.3, 2.0, 0.05))
+    torch.testing.assert_close(sum(terms.values()), tser_loss(s, t, y, 0.3, 2.0, 0.05, standardize=standardize))
 
 
 @pytest.mark.slow

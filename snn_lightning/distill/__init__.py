@@ -18,6 +18,7 @@ from snn_lightning.distill.losses import (
     per_step_ce,
     per_step_entropy,
     per_step_kl,
+    standardize_logits,
     tser_loss,
     tser_terms,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "per_step_ce",
     "per_step_entropy",
     "per_step_kl",
+    "standardize_logits",
     "teacher_state_dict",
     "tser_loss",
     "tser_terms",

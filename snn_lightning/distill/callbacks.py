@@ -133,15 +133,17 @@ class ClassicalKD(KDCallback):
 
     logit_kd = True
 
-    def __init__(self, alpha: float = 0.5, tau: float = 4.0) -> None:
+    def __init__(self, alpha: float = 0.5, tau: float = 4.0, standardize: bool = False) -> None:
         """
         Args:
             alpha: weight of the KD term; the CE term gets 1 − alpha.
             tau: softmax temperature of teacher and student (results are reported stable for 2 to 6).
+            standardize: z-score both logits before the softmax (logit standardization, Sun et al. CVPR 2024; their base tau is 2), so the student matches the teacher's logit relations, not its logit range.
         """
         _check_alpha_tau("ClassicalKD", alpha, tau)
         self.alpha = alpha
         self.tau = tau
+        self.standardize = standardize
 
     def loss_terms(self, outputs: DistillationOutputs, pl_module: DistillationHost) -> dict[str, Tensor]:
         return classical_kd_terms(
@@ -151,6 +153,7 @@ class ClassicalKD(KDCallback):
             self.alpha,
             self.tau,
             pl_module.label_smoothing,
+            self.standardize,
         )
 
 
@@ -163,17 +166,21 @@ class TSERKD(KDCallback):
 
     logit_kd = True
 
-    def __init__(self, alpha: float = 0.5, tau: float = 4.0, entropy_weight: float = 0.01) -> None:
+    def __init__(
+        self, alpha: float = 0.5, tau: float = 4.0, entropy_weight: float = 0.01, standardize: bool = False
+    ) -> None:
         """
         Args:
             alpha: weight of the per-step KL term; the per-step CE term gets 1 − alpha.
             tau: softmax temperature of teacher and student (results are reported stable for 2 to 6).
             entropy_weight: λ; the loss subtracts λ times the student's mean step entropy (0 turns it off, a negative value flips its sign).
+            standardize: z-score every step's and the teacher's logits before the softmax of KL and entropy (logit standardization, Sun et al. CVPR 2024; their base tau is 2).
         """
         _check_alpha_tau("TSERKD", alpha, tau)
         self.alpha = alpha
         self.tau = tau
         self.entropy_weight = entropy_weight
+        self.standardize = standardize
 
     def loss_terms(self, outputs: DistillationOutputs, pl_module: DistillationHost) -> dict[str, Tensor]:
         return tser_terms(
@@ -184,6 +191,7 @@ class TSERKD(KDCallback):
             self.tau,
             self.entropy_weight,
             pl_module.label_smoothing,
+            self.standardize,
         )
 
 

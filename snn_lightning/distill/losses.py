@@ -23,6 +23,7 @@ __all__ = [
     "per_step_ce",
     "per_step_entropy",
     "per_step_kl",
+    "standardize_logits",
     "tser_loss",
     "tser_terms",
 ]
@@ -31,6 +32,18 @@ __all__ = [
 def _float32(x: Tensor) -> Tensor:
     """Return ``x`` in float32 when it is half precision (bf16/fp16), else unchanged."""
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def standardize_logits(z: Tensor) -> Tensor:
+    """Return ``(z − mean_c z) / std_c z`` over the class axis (Sun et al., CVPR 2024, "logit standardization").
+
+    KL at a shared temperature is minimised only when the student's logits equal the teacher's up
+    to a constant, so a student must first grow its logits to the teacher's range; after the
+    z-score only their relations are matched. A spiking student's logits are an FC layer of firing
+    rates, small at initialisation, so this matters for SNNs.
+    """
+    z = _float32(z)
+    return (z - z.mean(-1, keepdim=True)) / (z.std(-1, keepdim=True) + 1e-7)
 
 
 def mean_ce(s: Tensor, y: Tensor, label_smoothing: float = 0.0) -> Tensor:
@@ -44,18 +57,26 @@ def per_step_ce(s: Tensor, y: Tensor, label_smoothing: float = 0.0) -> Tensor:
     return F.cross_entropy(_float32(s).flatten(0, 1), y.repeat(time_steps), label_smoothing=label_smoothing)
 
 
-def per_step_kl(s: Tensor, t: Tensor, tau: float) -> Tensor:
-    """Return ``tau² (1/T) sum_t mean_b KL(p_T^tau ‖ p_S^tau(t))``: the teacher is the target of every step."""
-    log_p_student = F.log_softmax(_float32(s) / tau, dim=-1)
-    log_p_teacher = F.log_softmax(_float32(t.detach()) / tau, dim=-1).expand_as(log_p_student)
+def _tempered(z: Tensor, tau: float, standardize: bool) -> Tensor:
+    """Return ``z / tau`` in float32, after :func:`standardize_logits` when ``standardize``."""
+    return (standardize_logits(z) if standardize else _float32(z)) / tau
+
+
+def per_step_kl(s: Tensor, t: Tensor, tau: float, standardize: bool = False) -> Tensor:
+    """Return ``tau² (1/T) sum_t mean_b KL(p_T^tau ‖ p_S^tau(t))``: the teacher is the target of every step.
+
+    With ``standardize`` both logits are z-scored over the classes first (:func:`standardize_logits`).
+    """
+    log_p_student = F.log_softmax(_tempered(s, tau, standardize), dim=-1)
+    log_p_teacher = F.log_softmax(_tempered(t.detach(), tau, standardize), dim=-1).expand_as(log_p_student)
     # log_target keeps p_T·(log p_T − log p_S) finite where p_T underflows to 0.
     kl = F.kl_div(log_p_student, log_p_teacher, reduction="none", log_target=True).sum(-1)
     return tau**2 * kl.mean()
 
 
-def per_step_entropy(s: Tensor, tau: float) -> Tensor:
-    """Return ``(1/T) sum_t mean_b H(softmax(s[t]/tau))``, the mean entropy of the student's step outputs."""
-    log_p = F.log_softmax(_float32(s) / tau, dim=-1)
+def per_step_entropy(s: Tensor, tau: float, standardize: bool = False) -> Tensor:
+    """Return ``(1/T) sum_t mean_b H(softmax(s[t]/tau))``, the mean entropy of the student's step outputs (z-scored first with ``standardize``)."""
+    log_p = F.log_softmax(_tempered(s, tau, standardize), dim=-1)
     return -(log_p.exp() * log_p).sum(-1).mean()
 
 
@@ -67,12 +88,16 @@ def tser_terms(
     tau: float,
     entropy_weight: float,
     label_smoothing: float = 0.0,
+    standardize: bool = False,
 ) -> dict[str, Tensor]:
-    """Return TSER's weighted terms ``ce = (1−α)·CE_ts``, ``kd = α·KL_ts`` and ``entropy = −λ·H_ts``."""
+    """Return TSER's weighted terms ``ce = (1−α)·CE_ts``, ``kd = α·KL_ts`` and ``entropy = −λ·H_ts``.
+
+    ``standardize`` z-scores the logits of KL and entropy (:func:`standardize_logits`); CE keeps the raw logits.
+    """
     return {
         "ce": (1 - alpha) * per_step_ce(s, y, label_smoothing),
-        "kd": alpha * per_step_kl(s, t, tau),
-        "entropy": -entropy_weight * per_step_entropy(s, tau),
+        "kd": alpha * per_step_kl(s, t, tau, standardize),
+        "entropy": -entropy_weight * per_step_entropy(s, tau, standardize),
     }
 
 
@@ -84,27 +109,43 @@ def tser_loss(
     tau: float,
     entropy_weight: float,
     label_smoothing: float = 0.0,
+    standardize: bool = False,
 ) -> Tensor:
     """Return the TSER loss ``(1−α)·CE_ts + α·KL_ts − λ·H_ts`` (λ = ``entropy_weight``), CE and KL per time step."""
-    return sum(tser_terms(s, t, y, alpha, tau, entropy_weight, label_smoothing).values())
+    return sum(tser_terms(s, t, y, alpha, tau, entropy_weight, label_smoothing, standardize).values())
 
 
 def classical_kd_terms(
-    s: Tensor, t: Tensor, y: Tensor, alpha: float, tau: float, label_smoothing: float = 0.0
+    s: Tensor,
+    t: Tensor,
+    y: Tensor,
+    alpha: float,
+    tau: float,
+    label_smoothing: float = 0.0,
+    standardize: bool = False,
 ) -> dict[str, Tensor]:
-    """Return classical KD's weighted terms on the time-mean logits: ``ce = (1−α)·CE``, ``kd = α·τ²·KL``."""
+    """Return classical KD's weighted terms on the time-mean logits: ``ce = (1−α)·CE``, ``kd = α·τ²·KL``.
+
+    ``standardize`` z-scores the time-mean and teacher logits of the KL term (:func:`standardize_logits`).
+    """
     return {
         "ce": (1 - alpha) * mean_ce(s, y, label_smoothing),
         # The time-mean logits as a one-step sequence.
-        "kd": alpha * per_step_kl(_float32(s).mean(0, keepdim=True), t, tau),
+        "kd": alpha * per_step_kl(_float32(s).mean(0, keepdim=True), t, tau, standardize),
     }
 
 
 def classical_kd_loss(
-    s: Tensor, t: Tensor, y: Tensor, alpha: float, tau: float, label_smoothing: float = 0.0
+    s: Tensor,
+    t: Tensor,
+    y: Tensor,
+    alpha: float,
+    tau: float,
+    label_smoothing: float = 0.0,
+    standardize: bool = False,
 ) -> Tensor:
     """Return the classical KD loss ``(1−α)·CE(z̄, y) + α·τ²·KL(p_T^τ ‖ softmax(z̄/τ))`` of the time-mean logits z̄."""
-    return sum(classical_kd_terms(s, t, y, alpha, tau, label_smoothing).values())
+    return sum(classical_kd_terms(s, t, y, alpha, tau, label_smoothing, standardize).values())
 
 
 def _adapted_student(student_features: Tensor, teacher_features: Tensor, adapter: nn.Module) -> Tensor:
