@@ -34,7 +34,7 @@ from torch import Tensor
 
 from snn_lightning.callbacks.safety import EpochSeed
 from snn_lightning.data import StaticImageDataModule
-from snn_lightning.distill import TSERKD, ClassicalKD, DistillationOutputs, KDCallback, load_teacher
+from snn_lightning.distill import TSERKD, ClassicalKD, DistillationHost, DistillationOutputs, KDCallback, load_teacher
 from snn_lightning.modules import DistillationModule
 
 TEACHER = "logs/quickstart_kd_teacher/checkpoints/best.ckpt"
@@ -44,10 +44,14 @@ class LabelTargetKD(ClassicalKD):
     """Control: classical KD whose teacher logits are ``margin·onehot(y)``, the temperature without the knowledge."""
 
     def __init__(self, margin: float) -> None:
+        """
+        Args:
+            margin: logit of the true class in the targets; the other classes get 0.
+        """
         super().__init__()
         self.margin = margin
 
-    def loss_terms(self, outputs: DistillationOutputs, pl_module) -> dict[str, Tensor]:
+    def loss_terms(self, outputs: DistillationOutputs, pl_module: DistillationHost) -> dict[str, Tensor]:
         targets = self.margin * F.one_hot(outputs.targets, outputs.teacher_logits.shape[-1]).to(outputs.teacher_logits)
         return super().loss_terms(dataclasses.replace(outputs, teacher_logits=targets), pl_module)
 
