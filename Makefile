@@ -1,4 +1,6 @@
-# Development entry points. Each target creates .venv on a fresh machine, installs the package
+# Development entry points. Every fit writes a new logs/<config>/version_N (nothing is overwritten);
+# `--ckpt_path best` tests the newest run's best checkpoint.
+# Each target creates .venv on a fresh machine, installs the package
 # with its dev extra, then runs. torch/torchvision are pinned to the releases this team's machines
 # carry on disk (DEVELOPERS.md says why); pyproject.toml itself keeps open ranges for users.
 VENV ?= .venv
@@ -6,8 +8,6 @@ PYTHON := $(VENV)/bin/python
 SNN := $(VENV)/bin/snn-lightning
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 INSTALLED := $(VENV)/.installed
-QUICKSTART_DIR := logs/quickstart
-FASHION_DIR := logs/quickstart_fashion
 
 .PHONY: quickstart quickstart-fashion test install clean
 
@@ -19,15 +19,13 @@ $(INSTALLED): pyproject.toml
 	touch $(INSTALLED)
 
 quickstart: $(INSTALLED)
-	rm -rf $(QUICKSTART_DIR)
 	$(SNN) fit --config configs/quickstart.yaml
-	$(SNN) test --config configs/quickstart.yaml --ckpt_path $(QUICKSTART_DIR)/checkpoints/best.ckpt
+	$(SNN) test --config configs/quickstart.yaml --ckpt_path best
 
 # Real data offline: Fashion-MNIST from Debian's dataset-fashion-mnist (see configs/quickstart_fashion.yaml).
 quickstart-fashion: $(INSTALLED)
-	rm -rf $(FASHION_DIR)
 	$(SNN) fit --config configs/quickstart_fashion.yaml
-	$(SNN) test --config configs/quickstart_fashion.yaml --ckpt_path $(FASHION_DIR)/checkpoints/best.ckpt
+	$(SNN) test --config configs/quickstart_fashion.yaml --ckpt_path best
 
 test: $(INSTALLED)
 	$(PYTHON) -m pytest -q

@@ -2,7 +2,7 @@
 
     snn-lightning fit --config configs/quickstart.yaml
     snn-lightning test --config configs/quickstart.yaml --ckpt_path last --model.time_steps 2
-    snn-lightning export --config configs/quickstart.yaml --ckpt_path logs/quickstart/checkpoints/best.ckpt --format nir
+    snn-lightning export --config configs/quickstart.yaml --ckpt_path logs/quickstart/latest/checkpoints/best.ckpt --format nir
 
 ``export`` (:mod:`snn_lightning.export.command`) builds the model from the config as ``fit`` does
 and writes the checkpoint's network as a NIR graph.
@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import re
+import shutil
 import signal
 import sys
 from collections.abc import Iterable
@@ -37,14 +39,34 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from snn_lightning.callbacks.predictions import PredictionWriter
+from snn_lightning.callbacks.run_summary import BestMetricSummary
 from snn_lightning.callbacks.save_config import LoggerSaveConfigCallback
 from snn_lightning.callbacks.safety import AtomicCheckpointIO, EpochSeed, NaNGuard, check_output_dirs, latest_checkpoint
-from snn_lightning.errors import CheckpointError, ConfigurationError, SNNLightningError
+from snn_lightning.errors import CheckpointError, ConfigurationError, NonFiniteLossError, SNNLightningError
+from snn_lightning.run_outputs import place_outputs, tag_wandb_runs
+from snn_lightning.runs import (
+    RUN_DIR_VARIABLE,
+    RunFolder,
+    check_run_name,
+    claim_version,
+    evaluation_folder,
+    job_run_name,
+    launch_rank,
+    newest_checkpoint,
+    newest_run,
+    next_version,
+    point_latest,
+    run_folder_of,
+)
 
 __all__ = ["SNNArgumentParser", "SNNLightningCLI", "main", "read_checkpoint"]
 
+# ckpt_path values that name the newest run's checkpoint under trainer.default_root_dir.
+_NEWEST_CKPT_PATHS = ("best", "last")
 # ckpt_path values Lightning resolves itself rather than reading a file.
 _SPECIAL_CKPT_PATHS = ("best", "last", "hpc")
 # Packages whose classes a checkpoint's stored settings may name: a checkpoint naming any other
@@ -212,7 +234,7 @@ def read_checkpoint(path: str | Path, weights_only: bool = True) -> dict[str, An
     if not file.is_file():
         raise CheckpointError(
             f"checkpoint {file} does not exist; give the path of a .ckpt file (e.g. "
-            f"logs/quickstart/checkpoints/last.ckpt) or `last` for the newest checkpoint of the run's ModelCheckpoint"
+            f"logs/quickstart/latest/checkpoints/last.ckpt) or `last` / `best` for the newest run's checkpoint"
         )
     try:
         checkpoint = torch.load(file, map_location="cpu", weights_only=weights_only)
@@ -237,17 +259,28 @@ def read_checkpoint(path: str | Path, weights_only: bool = True) -> dict[str, An
     return checkpoint
 
 
-def _untrusted_classes(settings: Any, where: str = "model") -> list[str]:
-    """Return ``"<class path> (at <setting>)"`` for every class outside the trusted packages named in ``settings``."""
+def _class_paths(settings: Any) -> list[str]:
+    """Return every ``class_path`` named in ``settings`` (nested dicts and lists)."""
+    if isinstance(settings, dict):
+        named = [str(value) for key, value in settings.items() if key in ("class_path", "_class_path")]
+        return named + [path for value in settings.values() for path in _class_paths(value)]
+    if isinstance(settings, list):
+        return [path for value in settings for path in _class_paths(value)]
+    return []
+
+
+def _untrusted_classes(settings: Any, trusted: Iterable[str], where: str = "model") -> list[str]:
+    """Return ``"<class path> (at <setting>)"`` for every class named in ``settings`` outside the ``trusted`` packages."""
+    trusted = tuple(trusted)
     found = []
     if isinstance(settings, dict):
         for key, value in settings.items():
-            if key in ("class_path", "_class_path") and str(value).split(".")[0] not in _TRUSTED_PACKAGES:
+            if key in ("class_path", "_class_path") and str(value).split(".")[0] not in trusted:
                 found.append(f"{value} (at {where})")
-            found += _untrusted_classes(value, where if key in ("init_args", "dict_kwargs") else f"{where}.{key}")
+            found += _untrusted_classes(value, trusted, where if key in ("init_args", "dict_kwargs") else f"{where}.{key}")
     elif isinstance(settings, list):
         for index, value in enumerate(settings):
-            found += _untrusted_classes(value, f"{where}[{index}]")
+            found += _untrusted_classes(value, trusted, f"{where}[{index}]")
     return found
 
 
@@ -296,30 +329,55 @@ class SNNLightningCLI(LightningCLI):
         """
         self.command_line: dict[str, str] = {}
         self.explicit: dict[str, Any] = {}
+        # Every value given to trainer.default_root_dir (a logger save_dir equal to one is the run folder).
+        self._roots: set[Any] = set()
+        # The training run folder this command created and where `latest` pointed before, to undo a failed start.
+        self._created_run: tuple[Path, Path | None] | None = None
         kwargs.setdefault("save_config_callback", LoggerSaveConfigCallback)
-        super().__init__(
-            model_class,
-            datamodule_class,
-            subclass_mode_model=subclass_mode_model,
-            subclass_mode_data=subclass_mode_data,
-            parser_class=parser_class,
-            **kwargs,
-        )
+        try:
+            super().__init__(
+                model_class,
+                datamodule_class,
+                subclass_mode_model=subclass_mode_model,
+                subclass_mode_data=subclass_mode_data,
+                parser_class=parser_class,
+                **kwargs,
+            )
+        except BaseException as error:
+            self._forget_failed_start(error)
+            raise
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_channels", "model.init_args.in_channels", apply_on="instantiate")
         # Model -> data, so `--model.time_steps 2` at evaluation also changes the event frames.
         parser.link_arguments("model.init_args.time_steps", "data.init_args.time_steps", apply_on="parse")
+        parser.add_argument(
+            "--run_name",
+            type=str | None,
+            default=None,
+            help="Folder of this fit under trainer.default_root_dir; null numbers it version_N (a SLURM or torchrun "
+            "job: slurm_<job id> / torchrun_<run id>). Validate/test/predict write into the checkpoint's run folder.",
+        )
+        parser.add_argument(
+            "--trusted_packages",
+            type=list[str],
+            default=[],
+            help="Packages whose classes a checkpoint's stored settings may name, besides snn_lightning, torch, "
+            "lightning and the packages of the classes your config names (e.g. [mylab]).",
+        )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         """Check the config files (present, valid YAML), record what the user set explicitly, then parse."""
         if args is None or isinstance(args, (list, tuple)):
             argv = list(sys.argv[1:] if args is None else args)
             for value in _config_files(argv):
-                self.explicit.update(_flatten(_load_config_file(value)))
+                settings = _flatten(_load_config_file(value))
+                self.explicit.update(settings)
+                self._roots.add(settings.get("trainer.default_root_dir"))
             self.command_line = _command_line_settings(argv)
             self.explicit.update(self.command_line)
+            self._roots.add(self.command_line.get("trainer.default_root_dir"))
         super().parse_arguments(parser, args)
 
     def _parse_ckpt_path(self) -> None:
@@ -330,10 +388,13 @@ class SNNLightningCLI(LightningCLI):
         """
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path in _NEWEST_CKPT_PATHS:  # in a new process Lightning knows no best or last model
+            found = newest_checkpoint(self._root(self.config[subcommand]), ckpt_path)
+            if launch_rank() == 0:
+                print(f"--ckpt_path {ckpt_path}: {found}", file=sys.stderr)
+            ckpt_path = self.config[subcommand].ckpt_path = str(found)
         if not ckpt_path or str(ckpt_path) in _SPECIAL_CKPT_PATHS or "://" in str(ckpt_path) or str(ckpt_path).startswith("registry"):
             return
-        if subcommand == "fit":  # resuming continues the run, whose config.yaml may be in the same folder
-            self.save_config_kwargs.setdefault("overwrite", True)
         weights_only = self.config[subcommand].get("weights_only") is not False
         hparams = dict(read_checkpoint(ckpt_path, weights_only).get("hyper_parameters") or {})
         hparams.pop("_instantiator", None)
@@ -342,12 +403,16 @@ class SNNLightningCLI(LightningCLI):
                 hparams.pop(key.removeprefix("model."), None)
         if not hparams:
             return
-        untrusted = _untrusted_classes(hparams)
+        config = self.config[subcommand]
+        chosen = {path.split(".")[0] for path in _class_paths(config.clone().as_dict())}
+        trusted = (*_TRUSTED_PACKAGES, *sorted(chosen), *config.get("trusted_packages", []))
+        untrusted = _untrusted_classes(hparams, trusted)
         if untrusted:
+            package = untrusted[0].split(".")[0]
             raise CheckpointError(
                 f"checkpoint {ckpt_path} names the class {untrusted[0]}; the CLI takes classes named by a checkpoint only "
-                f"from {', '.join(_TRUSTED_PACKAGES)}, so that a file cannot make it import and run code; if you trust "
-                f"the checkpoint, choose that class in your YAML config instead"
+                f"from {', '.join(trusted)}, so that a file cannot make it import and run code; if you trust the "
+                f"checkpoint, name that class in your config or pass --trusted_packages '[{package}]'"
             )
         if "_class_path" in hparams:
             hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
@@ -361,9 +426,101 @@ class SNNLightningCLI(LightningCLI):
                 f"another version or class; pass the model settings in the config and a checkpoint of that model"
             ) from error
 
+    @staticmethod
+    def _root(config: Any) -> Path:
+        """Return the folder holding the run folders: ``trainer.default_root_dir`` (the working folder if unset)."""
+        return Path(config.trainer.get("default_root_dir") or ".").expanduser()
+
+    def _training_folder(self, config: Any, create: bool) -> tuple[Path, bool]:
+        """Return the fit's run folder and whether it continues an earlier run there.
+
+        The folder Lightning's DDP launcher passes to its workers, else the resumed checkpoint's run,
+        else the one ``run_name`` (or the SLURM/torchrun job) names, else the next ``version_N``.
+        """
+        if os.environ.get(RUN_DIR_VARIABLE):
+            return Path(os.environ[RUN_DIR_VARIABLE]), True
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path and ckpt_path != "hpc" and "://" not in str(ckpt_path):
+            resumed = run_folder_of(Path(ckpt_path))
+            if resumed is not None:
+                return resumed, True
+        name = config.get("run_name") or job_run_name()
+        if name is None:
+            return (claim_version if create else next_version)(self._root(config)), False
+        folder = self._root(config) / check_run_name(name)
+        saved = sorted(folder.glob("checkpoints/*.ckpt")) + sorted(folder.glob("hpc_ckpt_*.ckpt"))
+        if not saved:
+            return folder, folder.is_dir()
+        if os.environ.get("SLURM_RESTART_COUNT", "0") == "0":
+            raise ConfigurationError(
+                f"run folder {folder} holds checkpoints of an earlier run; continue it with --ckpt_path "
+                f"{folder / 'checkpoints' / 'last.ckpt'} or give this run another --run_name"
+            )
+        last = folder / "checkpoints" / "last.ckpt"
+        if ckpt_path is None and not any(folder.glob("hpc_ckpt_*.ckpt")) and last.is_file():
+            config.ckpt_path = str(last)  # requeued after a hard kill: no SIGUSR1 checkpoint, so the latest epoch
+        return folder, True
+
+    def _choose_run_folder(self, subcommand: str | None, config: Any) -> None:
+        """Point every output of the command into its run folder and tag its wandb run (see :mod:`snn_lightning.runs`)."""
+        create = subcommand is not None and launch_rank() == 0
+        if subcommand in (None, "fit"):
+            folder, continued = self._training_folder(config, create)
+            run = RunFolder.read(folder)
+            if create and not os.environ.get(RUN_DIR_VARIABLE):
+                run.write()
+                if not continued:
+                    previous = newest_run(self._root(config))
+                    self._created_run = (folder, previous)
+                    point_latest(self._root(config), folder)
+            if continued:  # the run's own config.yaml is there
+                self.save_config_kwargs["overwrite"] = True
+            place_outputs(config, folder, self.explicit, self._given_roots())
+            tag_wandb_runs(config, run, "fit", run.name, resumable=True, explicit=self.explicit)
+            self._run_dir = folder
+            return
+        ckpt_path = config.get("ckpt_path")
+        if not ckpt_path:
+            raise ConfigurationError(
+                f"{subcommand} evaluates a trained model, and no --ckpt_path was given; pass --ckpt_path best or last "
+                f"(the newest run under {self._root(config)}) or the path of a .ckpt file"
+            )
+        training = run_folder_of(Path(ckpt_path)) if "://" not in str(ckpt_path) else None
+        parent = training or self._root(config)
+        job = job_run_name()
+        if os.environ.get(RUN_DIR_VARIABLE):
+            folder = Path(os.environ[RUN_DIR_VARIABLE])
+        elif job:
+            folder = parent / f"{subcommand}_{job}"
+        else:
+            folder = evaluation_folder(parent, subcommand) if create else parent / f"{subcommand}_0"
+        run = RunFolder.read(training) if training else None
+        place_outputs(config, folder, self.explicit, self._given_roots())
+        name = f"{run.name}/{folder.name}" if run else f"{parent.name}/{folder.name}"
+        tag_wandb_runs(config, run, subcommand, name, resumable=False, explicit=self.explicit)
+        self._run_dir = folder
+
+    def _given_roots(self) -> set[Path]:
+        """Return the values given to ``trainer.default_root_dir`` as absolute paths."""
+        return {Path(str(root)).expanduser().absolute() for root in self._roots if root}
+
+    def _forget_failed_start(self, error: BaseException) -> None:
+        """Remove the run folder this command created when it stopped before writing a checkpoint (a NaN loss keeps its logs)."""
+        if self._created_run is None or isinstance(_user_error(error), NonFiniteLossError):
+            return
+        folder, previous = self._created_run
+        if folder.is_dir() and not any(folder.rglob("*.ckpt")):
+            shutil.rmtree(folder, ignore_errors=True)
+            point_latest(folder.parent, previous)
+            for parent in folder.absolute().parents:  # the folders this run created above it, if now empty
+                if parent == Path.cwd() or any(parent.iterdir()):
+                    break
+                parent.rmdir()
+
     def before_instantiate_classes(self) -> None:
-        """Refuse ``data.time_steps`` given with a value other than ``model.time_steps`` (the link would overwrite it)."""
+        """Choose the run folder; refuse ``data.time_steps`` given with a value other than ``model.time_steps``."""
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        self._choose_run_folder(self.subcommand, config)
         model_steps = config.get("model.init_args.time_steps")
         data_steps = self.explicit.get("data.time_steps")
         if data_steps is not None and model_steps is not None and str(data_steps) != str(model_steps):
@@ -393,9 +550,15 @@ class SNNLightningCLI(LightningCLI):
         return super()._instantiate_trainer(config, callbacks)
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        """Return the trainer with ``NaNGuard`` and ``EpochSeed`` added (unless configured) and atomic checkpoint writes."""
+        """Return the trainer with atomic checkpoint writes and, unless configured, ``NaNGuard``, ``EpochSeed``,
+        ``BestMetricSummary`` (with wandb) and ``PredictionWriter`` (for predict)."""
         trainer = super().instantiate_trainer(**kwargs)
-        for default in (NaNGuard, EpochSeed):
+        defaults = [NaNGuard, EpochSeed]
+        if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
+            defaults.append(BestMetricSummary)
+        if self.subcommand == "predict":
+            defaults.append(PredictionWriter)
+        for default in defaults:
             if not any(isinstance(callback, default) for callback in trainer.callbacks):
                 trainer.callbacks.append(default())
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
@@ -426,6 +589,7 @@ class SNNLightningCLI(LightningCLI):
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Run the subcommand; a checkpoint of another model, a config.yaml in the way and a SIGTERM get one clear message."""
+        os.environ[RUN_DIR_VARIABLE] = str(self._run_dir.absolute())  # for the workers a DDP launch starts
         try:
             super()._run_subcommand(subcommand)
         except SIGTERMException:
@@ -446,6 +610,8 @@ class SNNLightningCLI(LightningCLI):
                 f"saved from another model: pass the config it was trained with (config.yaml in its run folder), "
                 f"or leave out --ckpt_path to start afresh"
             ) from error
+        finally:
+            os.environ.pop(RUN_DIR_VARIABLE, None)
 
     def _report_sigterm(self) -> None:
         """Print where a run stopped by SIGTERM can resume from (on rank 0)."""

@@ -53,7 +53,7 @@ def trained_checkpoint(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         SNNLightningCLI(args=["fit", "--config", QUICKSTART, *TINY])
-    return folder / "logs" / "quickstart" / "checkpoints" / "last.ckpt"
+    return folder / "logs" / "quickstart" / "latest" / "checkpoints" / "last.ckpt"
 
 
 def run_main(args, capsys):
@@ -107,7 +107,7 @@ CASES = [
      ["pickled.ckpt holds a pickled Python object (print)", "if you trust the file, pass --weights_only false"]),
     ("resume checkpoint naming a foreign class", ["test", "--config", QUICKSTART, "--ckpt_path", "{files}/foreign_class.ckpt"],
      ["names the class not_installed_payload.Neuron (at model.neuron)", "only from snn_lightning, torch, lightning",
-      "choose that class in your YAML config"]),
+      "name that class in your config or pass --trusted_packages '[not_installed_payload]'"]),
     ("resume checkpoint of another model", ["fit", "--config", QUICKSTART, *TINY, "--ckpt_path", "{checkpoint}",
                                             "--model.width_multiplier", "0.5"],
      ["last.ckpt does not fit the configured model", "tensors differ in shape",

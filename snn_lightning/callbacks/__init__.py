@@ -1,19 +1,25 @@
-"""Callbacks that show inside a spiking network: firing rates, energy, per-step accuracy, plots, config logging."""
+"""Callbacks that show inside a spiking network (firing rates, energy, per-step accuracy, plots) and record runs (config, checkpoints, predictions)."""
 
+from snn_lightning.callbacks.checkpoint import ModelCheckpoint
 from snn_lightning.callbacks.energy import COST_PRESETS, EnergyEstimate, EnergyReport, LayerActivity, estimate_energy
 from snn_lightning.callbacks.per_step_accuracy import PerStepAccuracy, running_mean_logits
 from snn_lightning.callbacks.plotting import PlotCallback, record_layer
+from snn_lightning.callbacks.predictions import PredictionWriter
+from snn_lightning.callbacks.run_summary import BestMetricSummary
 from snn_lightning.callbacks.save_config import LoggerSaveConfigCallback
 from snn_lightning.callbacks.spike_stats import SpikeStats, firing_rates, spiking_layers
 
 __all__ = [
+    "BestMetricSummary",
     "COST_PRESETS",
     "EnergyEstimate",
     "EnergyReport",
     "LayerActivity",
     "LoggerSaveConfigCallback",
+    "ModelCheckpoint",
     "PerStepAccuracy",
     "PlotCallback",
+    "PredictionWriter",
     "SpikeStats",
     "estimate_energy",
     "firing_rates",

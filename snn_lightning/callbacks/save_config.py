@@ -14,6 +14,7 @@ class LoggerSaveConfigCallback(SaveConfigCallback):
 
     With a :class:`~lightning.pytorch.loggers.WandbLogger` the whole configuration (trainer, model,
     data, callbacks) appears in the run's config, so runs can be compared and filtered by any setting.
+    It is logged once: Lightning's own logging of the module's hyperparameters is turned off.
     """
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -21,3 +22,7 @@ class LoggerSaveConfigCallback(SaveConfigCallback):
         config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
         for logger in trainer.loggers:
             logger.log_hyperparams(config)
+        # The model's and data's own hyperparameters are part of this config: Lightning would log them a second time.
+        pl_module._log_hyperparams = False
+        if trainer.datamodule is not None:
+            trainer.datamodule._log_hyperparams = False

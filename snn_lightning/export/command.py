@@ -1,7 +1,7 @@
 """``snn-lightning export``: write a trained checkpoint as a NIR graph.
 
     snn-lightning export --config configs/quickstart.yaml \\
-        --ckpt_path logs/quickstart/checkpoints/best.ckpt --format nir --output model.nir
+        --ckpt_path logs/quickstart/latest/checkpoints/best.ckpt --format nir --output model.nir
 
 The model and data module are built from the config exactly as ``fit`` builds them (same links,
 same one-line errors); the checkpoint's weights are loaded into the model, the input shape is
@@ -87,7 +87,7 @@ def _load_weights(model: L.LightningModule, ckpt_path: str, weights_only: bool) 
         where = "is resolved only by fit, validate and test" if ckpt_path in _SPECIAL_CKPT_PATHS else "does not exist"
         raise CheckpointError(
             f"checkpoint {ckpt_path} {where}; give export the path of a .ckpt file, "
-            f"e.g. --ckpt_path logs/quickstart/checkpoints/best.ckpt"
+            f"e.g. --ckpt_path logs/quickstart/latest/checkpoints/best.ckpt"
         )
     checkpoint = read_checkpoint(ckpt_path, weights_only)
     try:

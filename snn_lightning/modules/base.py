@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -30,6 +32,7 @@ class ClassifierModule(L.LightningModule):
         self.num_classes = num_classes
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
+        self._lr: float | None = None
         # Keys are "<stage>_<k>": a bare "train" would clash with nn.Module.train.
         self.top_ks = (1, 5) if num_classes > 5 else (1,)
         self.accuracy = torch.nn.ModuleDict(
@@ -78,21 +81,47 @@ class ClassifierModule(L.LightningModule):
         return self._shared_step(batch, "test")
 
     def predict_step(self, batch: tuple[Tensor, Tensor] | Tensor, batch_idx: int) -> dict[str, Tensor]:
-        """Return the predicted class and class probabilities of each sample."""
+        """Return the predicted class and class probabilities of each sample, and its label when the batch has one."""
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
         probabilities = self.class_logits(self(images)).softmax(-1)
-        return {"prediction": probabilities.argmax(-1), "probabilities": probabilities}
+        predicted = {"prediction": probabilities.argmax(-1), "probabilities": probabilities}
+        if isinstance(batch, (tuple, list)) and len(batch) > 1:
+            predicted["target"] = batch[1]
+        return predicted
+
+    def _build_optimizer(self, parameters: Any) -> torch.optim.Optimizer:
+        """Return the configured optimizer over ``parameters`` (SGD lr 0.1, momentum 0.9, weight decay 5e-4 unless configured)."""
+        if self.optimizer_factory is None:
+            return torch.optim.SGD(parameters, lr=0.1, momentum=0.9, weight_decay=5e-4)
+        return self.optimizer_factory(parameters)
+
+    @property
+    def lr(self) -> float:
+        """The learning rate training starts from: the optimizer's, or the one set here (e.g. by Lightning's LR finder)."""
+        if self._lr is not None:
+            return self._lr
+        return float(self._build_optimizer([torch.nn.Parameter(torch.zeros(1))]).defaults["lr"])
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self._lr = float(value)
 
     def configure_optimizers(self):
-        """SGD (lr 0.1, momentum 0.9, weight decay 5e-4) and cosine over ``max_epochs`` unless configured."""
-        if self.optimizer_factory is None:
-            optimizer = torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-        else:
-            optimizer = self.optimizer_factory(self.parameters())
+        """The configured optimizer and schedule; cosine over ``max_epochs`` unless a scheduler is configured.
+
+        ``ReduceLROnPlateau`` watches ``val/loss`` with ``mode: min`` and ``val/acc`` with ``mode: max``.
+        """
+        optimizer = self._build_optimizer(self.parameters())
+        if self._lr is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = self._lr
         if self.lr_scheduler_factory is not None:
             scheduler = self.lr_scheduler_factory(optimizer)
         elif self.trainer.max_epochs and self.trainer.max_epochs > 0:
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.trainer.max_epochs)
         else:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        schedule = {"scheduler": scheduler, "interval": "epoch"}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            schedule["monitor"] = "val/acc" if scheduler.mode == "max" else "val/loss"
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
