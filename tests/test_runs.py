@@ -178,3 +178,36 @@ def test_requeued_slurm_job_resumes_its_run_and_wandb_id(tmp_path):
     assert epoch_of(run / "checkpoints" / "last.ckpt") == 1 and (run / "run.json").read_text() == identity
     not_requeued = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert not_requeued.returncode == 2 and "holds checkpoints of an earlier run" in not_requeued.stderr
+
+
+def test_reduce_lr_on_plateau_watches_the_validation_metric(in_tmp_dir, capsys):
+    code, err = run_cli(["fit", "--config", QUICKSTART, *TINY, "--trainer.max_epochs", "2",
+                         "--model.lr_scheduler", "torch.optim.lr_scheduler.ReduceLROnPlateau",
+                         "--model.lr_scheduler.mode", "max", "--model.lr_scheduler.patience", "0"], capsys)
+    assert code == 0, err[-2000:]
+    saved = torch.load(in_tmp_dir / "logs/quickstart/version_0/checkpoints/last.ckpt", weights_only=False)
+    assert saved["lr_schedulers"][0]["mode"] == "max"
+
+
+def test_the_lr_finder_callback_sets_the_modules_learning_rate(in_tmp_dir):
+    cli = SNNLightningCLI(args=["fit", "--config", QUICKSTART, *TINY, "--trainer.max_epochs", "1",
+                                "--trainer.callbacks+=lightning.pytorch.callbacks.LearningRateFinder",
+                                "--trainer.callbacks.num_training_steps", "20", "--trainer.callbacks.min_lr", "1e-4",
+                                "--trainer.limit_train_batches", "20"])
+    assert cli.model.lr != pytest.approx(0.1), "the finder's suggestion replaces the configured lr"
+    assert cli.trainer.optimizers[0].param_groups[0]["lr"] <= cli.model.lr, "training ran at the suggestion (cosine from it)"
+
+
+def test_a_users_own_neuron_class_trains_and_tests(in_tmp_dir, capsys, monkeypatch):
+    (in_tmp_dir / "myneuron.py").write_text(
+        "from snn_lightning.neurons import LIF\n\nclass MyLIF(LIF):\n    '''LIF under another name.'''\n"
+    )
+    monkeypatch.syspath_prepend(str(in_tmp_dir))
+    neuron = ["--model.neuron", "myneuron.MyLIF"]
+    assert run_cli(["fit", "--config", QUICKSTART, *TINY, *neuron, "--trainer.max_epochs", "1"], capsys)[0] == 0
+    code, err = run_cli(["test", "--config", QUICKSTART, *TINY, *neuron, "--ckpt_path", "last"], capsys)
+    assert code == 0, err[-2000:]
+    code, err = run_cli(["test", "--config", QUICKSTART, *TINY, "--ckpt_path", "last"], capsys)
+    assert code == 2 and "pass --trusted_packages '[myneuron]'" in err
+    code, err = run_cli(["test", "--config", QUICKSTART, *TINY, "--ckpt_path", "last", "--trusted_packages", "[myneuron]"], capsys)
+    assert code == 0, err[-2000:]
