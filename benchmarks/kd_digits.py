@@ -37,7 +37,7 @@ from snn_lightning.data import StaticImageDataModule
 from snn_lightning.distill import TSERKD, ClassicalKD, DistillationHost, DistillationOutputs, KDCallback, load_teacher
 from snn_lightning.modules import DistillationModule
 
-TEACHER = "logs/quickstart_kd_teacher/checkpoints/best.ckpt"
+TEACHER = "logs/quickstart_kd_teacher/latest/checkpoints/best.ckpt"
 
 
 class LabelTargetKD(ClassicalKD):

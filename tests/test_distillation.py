@@ -424,7 +424,7 @@ def test_quickstart_kd_config_fits_and_tests_from_the_command_line(teacher_file,
         ]
     )
     assert {"train/kd_step", "train/entropy_step", "val/teacher_acc"} <= set(fitted.trainer.callback_metrics)
-    last = in_tmp_dir / "logs" / "quickstart_kd" / "checkpoints" / "last.ckpt"
+    last = in_tmp_dir / "logs" / "quickstart_kd" / "latest" / "checkpoints" / "last.ckpt"
     tested = cli(["test", "--config", QUICKSTART_KD, "--ckpt_path", str(last), "--trainer.limit_test_batches", "1"])
     assert "test/acc" in tested.trainer.callback_metrics
 
@@ -434,4 +434,4 @@ def test_missing_teacher_checkpoint_on_the_command_line(in_tmp_dir, capsys):
         main(["fit", "--config", QUICKSTART_KD, "--trainer.fast_dev_run", "1"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "Traceback" not in err
-    assert str(in_tmp_dir / "logs/quickstart_kd_teacher/checkpoints/best.ckpt") + " does not exist" in err
+    assert str(in_tmp_dir / "logs/quickstart_kd_teacher/latest/checkpoints/best.ckpt") + " does not exist" in err

@@ -266,7 +266,7 @@ def test_cli_evaluates_a_staa_checkpoint_at_fewer_steps(capsys, in_tmp_dir) -> N
     main_exit(fit + ["--trainer.limit_val_batches", "2", "--trainer.enable_progress_bar", "false"])
     out, _ = capsys.readouterr()
     assert "model complexity:" in out and "MACs per step" in out
-    checkpoint = in_tmp_dir / "logs" / "quickstart_staa" / "checkpoints" / "best.ckpt"
+    checkpoint = in_tmp_dir / "logs" / "quickstart_staa" / "latest" / "checkpoints" / "best.ckpt"
     assert checkpoint.is_file()
     args = ["--config", QUICKSTART_STAA, "--trainer.logger", "false", "--model.time_steps", "2"]
     cli = SNNLightningCLI(args=args, run=False, **cli_modes())
