@@ -211,3 +211,38 @@ def test_a_users_own_neuron_class_trains_and_tests(in_tmp_dir, capsys, monkeypat
     assert code == 2 and "pass --trusted_packages '[myneuron]'" in err
     code, err = run_cli(["test", "--config", QUICKSTART, *TINY, "--ckpt_path", "last", "--trusted_packages", "[myneuron]"], capsys)
     assert code == 0, err[-2000:]
+
+
+@pytest.mark.slow
+def test_a_paper_config_survives_fit_test_resume_and_a_second_fit(in_tmp_dir, capsys, monkeypatch):
+    from test_data_static import write_cifar
+
+    for name, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONSOLE": "off",
+                        "WANDB_DIR": str(in_tmp_dir / "wandb_home"), "WANDB_CONFIG_DIR": str(in_tmp_dir / "wandb_home"),
+                        "WANDB_CACHE_DIR": str(in_tmp_dir / "wandb_home")}.items():
+        monkeypatch.setenv(name, value)
+    write_cifar(in_tmp_dir / "cifar", "cifar100", per_file=8)
+    config = str(REPO / "configs" / "staa_cifar100.yaml")
+    small = ["--data.root", "cifar", "--data.num_workers", "0", "--data.batch_size", "4", "--data.pin_memory", "false",
+             "--trainer.precision", "32", "--trainer.accelerator", "cpu", "--trainer.devices", "1",
+             "--model.width_multiplier", "0.125", "--trainer.logger.log_model", "false", *TINY]
+    root = in_tmp_dir / "logs" / "staa_cifar100"
+    wandb = pytest.importorskip("wandb")
+
+    def run_cli(args, capsys):  # each command in its own wandb session, as in its own process
+        try:
+            return globals()["run_cli"](args, capsys)
+        finally:
+            wandb.finish()
+    assert run_cli(["fit", "--config", config, *small, "--trainer.max_epochs", "1"], capsys)[0] == 0
+    code, err = run_cli(["test", "--config", config, *small, "--ckpt_path", "best", "--model.time_steps", "2"], capsys)
+    assert code == 0, err[-2000:]
+    code, err = run_cli(["fit", "--config", config, *small, "--trainer.max_epochs", "2", "--ckpt_path", "last"], capsys)
+    assert code == 0, err[-2000:]
+    assert epoch_of(root / "version_0" / "checkpoints" / "last.ckpt") == 1
+    assert run_cli(["fit", "--config", config, *small, "--trainer.max_epochs", "1"], capsys)[0] == 0
+    assert (root / "version_1" / "checkpoints" / "last.ckpt").is_file() and (root / "version_0" / "test_0" / "config.yaml").is_file()
+    run_id = json.loads((root / "version_0" / "run.json").read_text())["id"]
+    wandb_runs = list((root / "version_0" / "wandb").glob("offline-run-*"))
+    assert wandb_runs and all(path.name.endswith(f"-{run_id}") for path in wandb_runs), "fit and resume log to one wandb run"
+    assert list((root / "version_0" / "test_0" / "wandb").glob("offline-run-*")), "the test has its own wandb run in the group"
