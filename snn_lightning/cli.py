@@ -464,6 +464,9 @@ class SNNLightningCLI(LightningCLI):
     def _choose_run_folder(self, subcommand: str | None, config: Any) -> None:
         """Point every output of the command into its run folder and tag its wandb run (see :mod:`snn_lightning.runs`)."""
         create = subcommand is not None and launch_rank() == 0
+        # The folder is new or this run's own (resumed, requeued). The same on every rank: Lightning's
+        # config saving broadcasts only when it checks for an existing file, and ranks that disagree hang.
+        self.save_config_kwargs["overwrite"] = True
         if subcommand in (None, "fit"):
             folder, continued = self._training_folder(config, create)
             run = RunFolder.read(folder)
@@ -473,8 +476,6 @@ class SNNLightningCLI(LightningCLI):
                     previous = newest_run(self._root(config))
                     self._created_run = (folder, previous)
                     point_latest(self._root(config), folder)
-            if continued:  # the run's own config.yaml is there
-                self.save_config_kwargs["overwrite"] = True
             place_outputs(config, folder, self.explicit, self._given_roots())
             tag_wandb_runs(config, run, "fit", run.name, resumable=True, explicit=self.explicit)
             self._run_dir = folder
