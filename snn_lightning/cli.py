@@ -259,29 +259,24 @@ def read_checkpoint(path: str | Path, weights_only: bool = True) -> dict[str, An
     return checkpoint
 
 
-def _class_paths(settings: Any) -> list[str]:
-    """Return every ``class_path`` named in ``settings`` (nested dicts and lists)."""
-    if isinstance(settings, dict):
-        named = [str(value) for key, value in settings.items() if key in ("class_path", "_class_path")]
-        return named + [path for value in settings.values() for path in _class_paths(value)]
-    if isinstance(settings, list):
-        return [path for value in settings for path in _class_paths(value)]
-    return []
-
-
-def _untrusted_classes(settings: Any, trusted: Iterable[str], where: str = "model") -> list[str]:
-    """Return ``"<class path> (at <setting>)"`` for every class named in ``settings`` outside the ``trusted`` packages."""
-    trusted = tuple(trusted)
+def _named_classes(settings: Any, where: str = "model") -> list[tuple[str, str]]:
+    """Return ``(class path, setting)`` for every ``class_path`` named in ``settings`` (nested dicts and lists)."""
     found = []
     if isinstance(settings, dict):
         for key, value in settings.items():
-            if key in ("class_path", "_class_path") and str(value).split(".")[0] not in trusted:
-                found.append(f"{value} (at {where})")
-            found += _untrusted_classes(value, trusted, where if key in ("init_args", "dict_kwargs") else f"{where}.{key}")
+            if key in ("class_path", "_class_path"):
+                found.append((str(value), where))
+            found += _named_classes(value, where if key in ("init_args", "dict_kwargs") else f"{where}.{key}")
     elif isinstance(settings, list):
         for index, value in enumerate(settings):
-            found += _untrusted_classes(value, trusted, f"{where}[{index}]")
+            found += _named_classes(value, f"{where}[{index}]")
     return found
+
+
+def _untrusted_classes(settings: Any, trusted: Iterable[str]) -> list[str]:
+    """Return ``"<class path> (at <setting>)"`` for every class named in ``settings`` outside the ``trusted`` packages."""
+    trusted = tuple(trusted)
+    return [f"{path} (at {where})" for path, where in _named_classes(settings) if path.split(".")[0] not in trusted]
 
 
 def _state_dict_mismatch(message: str) -> str:
@@ -404,7 +399,7 @@ class SNNLightningCLI(LightningCLI):
         if not hparams:
             return
         config = self.config[subcommand]
-        chosen = {path.split(".")[0] for path in _class_paths(config.clone().as_dict())}
+        chosen = {path.split(".")[0] for path, _ in _named_classes(config.clone().as_dict())}
         trusted = (*_TRUSTED_PACKAGES, *sorted(chosen), *config.get("trusted_packages", []))
         untrusted = _untrusted_classes(hparams, trusted)
         if untrusted:

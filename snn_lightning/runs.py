@@ -49,7 +49,6 @@ RUN_DIR_VARIABLE = "SNN_LIGHTNING_RUN_DIR"
 LATEST = "latest"
 # File in a run folder that marks it as one and holds its identity.
 RUN_RECORD = "run.json"
-_VERSION = re.compile(r"version_(\d+)")
 
 
 @dataclass(frozen=True)
@@ -103,22 +102,39 @@ def launch_rank() -> int:
     return int(os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or 0)
 
 
-def _versions(root: Path) -> list[int]:
-    """Return the numbers of the ``version_N`` folders in ``root``."""
-    if not root.is_dir():
+def _numbers(parent: Path, prefix: str) -> list[int]:
+    """Return the N of the ``<prefix>N`` folders in ``parent``."""
+    if not parent.is_dir():
         return []
-    return [int(match[1]) for entry in root.iterdir() if (match := _VERSION.fullmatch(entry.name))]
+    return [int(match[1]) for entry in parent.iterdir() if (match := re.fullmatch(rf"{re.escape(prefix)}(\d+)", entry.name))]
+
+
+def _next_numbered(parent: Path, prefix: str) -> Path:
+    """Return ``parent/<prefix>N`` for the first N above every existing one (nothing is created)."""
+    return parent / f"{prefix}{max(_numbers(parent, prefix), default=-1) + 1}"
+
+
+def _claim_numbered(parent: Path, prefix: str) -> Path:
+    """Create and return the next free ``parent/<prefix>N``; two processes claiming at once get different folders."""
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        folder = _next_numbered(parent, prefix)
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:  # another run claimed it between the listing and the mkdir
+            continue
 
 
 def next_version(root: Path) -> Path:
     """Return ``root/version_N`` for the first N above every existing version (nothing is created)."""
-    return root / f"version_{max(_versions(root), default=-1) + 1}"
+    return _next_numbered(root, "version_")
 
 
 def claim_version(root: Path) -> Path:
     """Create and return the next free ``root/version_N``; two processes claiming at once get different folders."""
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        return _claim_numbered(root, "version_")
     except OSError as error:
         existing = next(folder for folder in root.absolute().parents if folder.exists())
         if not existing.is_dir():
@@ -127,13 +143,6 @@ def claim_version(root: Path) -> Path:
             f"output folder {root.absolute()} is not writable ({error.strerror or error} in {existing}); fix its "
             f"permissions or change trainer.default_root_dir"
         ) from error
-    while True:
-        folder = next_version(root)
-        try:
-            folder.mkdir()
-            return folder
-        except FileExistsError:  # another run claimed it between the listing and the mkdir
-            continue
 
 
 def point_latest(root: Path, run: Path | None) -> None:
@@ -216,15 +225,7 @@ def _best_recorded_in(last: Path) -> Path | None:
 
 def evaluation_folder(parent: Path, subcommand: str) -> Path:
     """Create and return the next free ``parent/<subcommand>_N`` folder for one validate/test/predict command."""
-    parent.mkdir(parents=True, exist_ok=True)
-    number = 0
-    while True:
-        folder = parent / f"{subcommand}_{number}"
-        try:
-            folder.mkdir()
-            return folder
-        except FileExistsError:
-            number += 1
+    return _claim_numbered(parent, f"{subcommand}_")
 
 
 def check_run_name(name: str) -> str:
