@@ -9,6 +9,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from snn_lightning.callbacks import (
+    COST_PRESETS,
+    EnergyCosts,
     EnergyEstimate,
     LayerActivity,
     PerStepAccuracy,
@@ -80,31 +82,84 @@ def test_firing_rate_equals_the_hand_count(tmp_path):
 def test_energy_of_the_two_layer_model_by_hand(tmp_path):
     energy = EnergyEstimate()
     (metrics,) = trainer(tmp_path, [energy]).test(ConvLIFLinear(), loader())
-    # conv: 1·(2·2)·1·2 = 8 MACs per step on the real-valued image, repeated over T, so counted once.
+    # conv: 1·(2·2)·1·2 = 8 MACs per step on the real-valued image (mean value 12/16), repeated over T, so counted once.
     # fc: 8·3 = 24 MACs per step on spikes with input firing rate 1/8: SOPs = 1/8 · T=2 · 24 = 6 per sample.
-    assert energy.layers["conv.module"] == LayerActivity(macs=8, input_rate=3 / 8, spike_input=False, repeated_input=True)
-    assert energy.layers["fc"] == LayerActivity(macs=24, input_rate=1 / 8, spike_input=True, repeated_input=False)
+    assert energy.layers["conv.module"] == LayerActivity(
+        macs=8, input_rate=12 / 16, input_kind="encoding", repeated_input=True, weights=2, inputs=4, outputs=8
+    )
+    assert energy.layers["fc"] == LayerActivity(
+        macs=24, input_rate=1 / 8, input_kind="spikes", repeated_input=False, weights=27, inputs=8, outputs=3
+    )
     assert metrics["test/sops"] == pytest.approx(6)
     assert metrics["test/energy_mj"] == pytest.approx((4.6 * 8 + 0.9 * 6) * 1e-9)
     assert metrics["test/ann_energy_mj"] == pytest.approx(4.6 * (8 + 24) * 1e-9)
+    # Memory traffic in bits (32-bit words, T=2), at 10/64 pJ per bit:
+    # conv: weights 2·2·32 + the repeated image once 4·32 + membrane read/write 2·2·8·32 = 1280;
+    # fc: weights 2·27·32 + spikes 2·8·1 + partial sums 2·2·3·32 = 2128. ANN: (2+4+8)·32 + (27+8+3)·32 = 1664.
+    assert metrics["test/energy_with_memory_mj"] == pytest.approx((4.6 * 8 + 0.9 * 6 + (1280 + 2128) * 10 / 64) * 1e-9)
+    assert metrics["test/ann_energy_with_memory_mj"] == pytest.approx((4.6 * 32 + 1664 * 10 / 64) * 1e-9)
     assert "conv.module (once: same input at every step)" in energy.rule()
+    assert [line.split()[:2] for line in energy.report.table().splitlines()[1:]] == [["conv.module", "MAC"], ["fc", "AC"]]
+    assert (tmp_path / "energy_per_layer.txt").read_text() == f"{energy.rule()}\n\n{energy.report.table()}\n"
 
 
-def test_real_valued_input_that_changes_over_time_costs_every_step():
+class ConvLIFPoolConv(ConvLIFLinear):
+    """Direct encoding → 1×1 conv (weight 1) → LIF → 2×2 average pool → 1×1 conv (1 → 3): pooled spikes by hand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = TimeDistributed(nn.Conv2d(1, 1, kernel_size=1, bias=False))
+        self.pool = TimeDistributed(nn.AvgPool2d(2))
+        self.head = TimeDistributed(nn.Conv2d(1, 3, kernel_size=1, bias=False))
+        nn.init.ones_(self.conv.module.weight)
+
+    def forward(self, images):
+        return self.head(self.pool(self.lif(self.conv(self.encoder(images))))).flatten(2)
+
+
+@pytest.mark.parametrize("pooled_spikes", ["ac", "mac"])
+def test_a_conv_after_pooled_spikes_is_charged_by_the_chosen_rule(tmp_path, pooled_spikes):
+    energy = EnergyEstimate(pooled_spikes=pooled_spikes)
+    (metrics,) = trainer(tmp_path, [energy]).test(ConvLIFPoolConv(), loader())
+    # Image 1 [4, 0; 1.5, 0.5] spikes [1, 0; 0, 0] at t=1 and [1, 0; 1, 0] at t=2; image 2 never fires.
+    # The pool gives 0.25 and 0.5 (image 1), 0 and 0 (image 2): mean 0.1875 = the pooled spikes' firing rate.
+    head = energy.layers["head.module"]
+    assert (head.input_kind, head.input_rate, head.macs) == ("pooled_spikes", pytest.approx(0.1875), 3)
+    stem = 4.6 * 4  # 4 MACs per step, once (repeated image)
+    if pooled_spikes == "ac":  # SOPs = 0.1875 · T=2 · 3
+        assert metrics["test/sops"] == pytest.approx(1.125)
+        assert metrics["test/energy_mj"] == pytest.approx((stem + 0.9 * 1.125) * 1e-9)
+    else:  # 3 MACs at each of the 2 steps
+        assert metrics["test/sops"] == 0
+        assert metrics["test/energy_mj"] == pytest.approx((stem + 4.6 * 6) * 1e-9)
+    assert metrics["test/ann_energy_mj"] == pytest.approx(4.6 * 7 * 1e-9)
+    assert "pooled-spike-input layers [head.module]" in energy.rule()
+
+
+def test_layer_kinds_and_operations_by_hand():
     layers = {
-        "conv": LayerActivity(macs=10, input_rate=1.0, spike_input=False, repeated_input=False),
-        "fc": LayerActivity(macs=20, input_rate=0.5, spike_input=True, repeated_input=False),
+        "stem": LayerActivity(macs=10, input_rate=0.3, input_kind="encoding", repeated_input=False),
+        "attention": LayerActivity(macs=5, input_rate=0.9, input_kind="real", repeated_input=False),
+        "conv": LayerActivity(macs=20, input_rate=0.5, input_kind="spikes", repeated_input=False),
+        "fc": LayerActivity(macs=8, input_rate=0.25, input_kind="pooled_spikes", repeated_input=False),
     }
-    report = estimate_energy(layers, time_steps=4, e_mac=0.23, e_ac=0.03)  # int8 preset
-    assert (report.macs, report.sops, report.ann_macs) == (40, 40, 30)
-    assert report.energy_pj == pytest.approx(0.23 * 40 + 0.03 * 40)
-    assert report.ann_energy_pj == pytest.approx(0.23 * 30)
+    report = estimate_energy(layers, time_steps=4, costs=COST_PRESETS["int8"])
+    assert [layer.charged_as for layer in report.layers.values()] == ["MAC", "MAC", "AC", "AC"]
+    assert (report.macs, report.sops, report.ann_macs) == (60, 40 + 8, 43)
+    assert report.energy_pj == pytest.approx(0.23 * 60 + 0.03 * 48)
+    assert report.ann_energy_pj == pytest.approx(0.23 * 43)
+    as_macs = estimate_energy(layers, time_steps=4, costs=COST_PRESETS["int8"], pooled_spikes="mac")
+    assert (as_macs.macs, as_macs.sops) == (60 + 32, 40)
+    with pytest.raises(ValueError, match="pooled_spikes must be 'ac' .*or 'mac', got 'sop'"):
+        estimate_energy(layers, time_steps=4, costs=COST_PRESETS["int8"], pooled_spikes="sop")
 
 
 def test_energy_preset_and_module_are_checked(tmp_path):
-    assert EnergyEstimate("fp16").e_mac == 1.5
+    assert EnergyEstimate("fp16").costs == EnergyCosts(1.5, 0.4, 16)
     with pytest.raises(ValueError, match="preset must be one of .*got 'fp64'"):
         EnergyEstimate("fp64")
+    with pytest.raises(ValueError, match="pooled_spikes must be 'ac' .*got 'none'"):
+        EnergyEstimate(pooled_spikes="none")
     with pytest.raises(ValueError, match="EnergyEstimate needs a spiking module with time_steps .*got FixedLogits"):
         trainer(tmp_path, [EnergyEstimate()]).test(FixedLogits(), loader(torch.zeros(2, 3, 2)))
 

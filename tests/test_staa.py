@@ -226,6 +226,7 @@ def test_macs_of_a_two_layer_model_by_hand() -> None:
     conv = 4 * 8 * 8 * (1 * 3 * 3)  # output elements × inputs per output
     linear = 10 * 256
     assert complexity.layer_macs == {"0": conv, "3": linear}
+    assert complexity.layer_elements == {"0": (64, 256), "3": (256, 10)}
     assert complexity.total_macs == complexity.macs_per_step == conv + linear == 4864
     assert complexity.parameters == (4 * 9 + 4) + (256 * 10 + 10)
     assert model.training, "training flags are restored"

@@ -1,7 +1,15 @@
 """Callbacks that show inside a spiking network (firing rates, energy, per-step accuracy, plots) and record runs (config, checkpoints, predictions)."""
 
 from snn_lightning.callbacks.checkpoint import ModelCheckpoint
-from snn_lightning.callbacks.energy import COST_PRESETS, EnergyEstimate, EnergyReport, LayerActivity, estimate_energy
+from snn_lightning.callbacks.energy import (
+    COST_PRESETS,
+    EnergyCosts,
+    EnergyEstimate,
+    EnergyReport,
+    LayerActivity,
+    LayerEnergy,
+    estimate_energy,
+)
 from snn_lightning.callbacks.per_step_accuracy import PerStepAccuracy, running_mean_logits
 from snn_lightning.callbacks.plotting import PlotCallback, record_layer
 from snn_lightning.callbacks.predictions import PredictionWriter
@@ -12,9 +20,11 @@ from snn_lightning.callbacks.spike_stats import SpikeStats, firing_rates, spikin
 __all__ = [
     "BestMetricSummary",
     "COST_PRESETS",
+    "EnergyCosts",
     "EnergyEstimate",
     "EnergyReport",
     "LayerActivity",
+    "LayerEnergy",
     "LoggerSaveConfigCallback",
     "ModelCheckpoint",
     "PerStepAccuracy",

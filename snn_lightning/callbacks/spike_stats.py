@@ -35,19 +35,21 @@ class LayerCounts:
     over ranks (one ``all_reduce``) never waits on a layer a rank did not run.
     """
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, dtype: torch.dtype = torch.int64) -> None:
         """
         Args:
             width: number of counts kept per layer.
+            dtype: type of the counts (float64 adds non-integer sums exactly up to 2**53).
         """
         self.width = width
+        self.dtype = dtype
         self.counts: dict[str, Tensor] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def attach(self, layers: dict[str, nn.Module], count: CountFn, device: torch.device, on_input: bool = False) -> None:
         """Zero the counts of ``layers`` and hook them: each call adds ``count(module, output or first input)``."""
         self.detach()
-        self.counts = {name: torch.zeros(self.width, dtype=torch.int64, device=device) for name in layers}
+        self.counts = {name: torch.zeros(self.width, dtype=self.dtype, device=device) for name in layers}
         for name, layer in layers.items():
             if on_input:
 

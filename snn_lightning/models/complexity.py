@@ -27,7 +27,8 @@ class Complexity:
 
     parameters: int
     time_steps: int
-    layer_macs: dict[str, int]  # module name -> MACs of one sample over all time steps
+    layer_macs: dict[str, int]  # module name -> MACs of one sample over all time steps, in the order first called
+    layer_elements: dict[str, tuple[int, int]]  # module name -> (input, output) elements of one sample over all steps
 
     @property
     def total_macs(self) -> int:
@@ -90,15 +91,18 @@ def measure_complexity(model: nn.Module, sample: Tensor, time_steps: int = 1) ->
     if time_steps < 1:
         raise ValueError(f"time_steps must be >= 1, got {time_steps}")
     layer_macs: dict[str, int] = {}
+    layer_elements: dict[str, tuple[int, int]] = {}
     handles = []
     for name, module in model.named_modules():
         if isinstance(module, _COUNTED):
 
             def count(module: nn.Module, args: tuple, output: Tensor, name: str = name) -> None:
                 layer_macs[name] = layer_macs.get(name, 0) + _layer_macs(module, output)
+                inputs, outputs = layer_elements.get(name, (0, 0))
+                layer_elements[name] = (inputs + args[0].numel(), outputs + output.numel())
 
             handles.append(module.register_forward_hook(count))
     with probing(model, handles), torch.no_grad():
         model(sample)
     parameters = sum(parameter.numel() for parameter in model.parameters())
-    return Complexity(parameters, time_steps, layer_macs)
+    return Complexity(parameters, time_steps, layer_macs, layer_elements)

@@ -332,7 +332,8 @@ def spiking_resnet18(num_classes: int, **options: Any) -> SpikingResNet:
 
     The stem pools with an average, not torchvision's max: average pooling is linear, so it
     merges with the next convolution into one weighted sum over binary spikes (accumulates
-    only), keeping the network spike-driven and the energy count (SOPs) meaningful.
+    only), keeping the network spike-driven: ``EnergyEstimate`` counts that convolution's SOPs
+    at the pooled spikes' rate (``pooled_spikes="mac"`` charges it MACs instead).
     """
     return SpikingResNet(num_classes, **_LAYOUTS["resnet18"], **options)
 
