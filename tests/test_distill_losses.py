@@ -12,12 +12,16 @@ from snn_lightning.distill.losses import (
     classical_kd_loss,
     classical_kd_terms,
     feature_kd_loss,
+    mean_ce,
     per_step_ce,
     per_step_entropy,
     per_step_kl,
     standardize_logits,
     tser_loss,
     tser_terms,
+    weighted_soft_label_kl,
+    wsld_loss,
+    wsld_terms,
 )
 
 # T=2, B=1, C=2: step 1 is uniform, step 2 gives p = (3/4, 1/4); the teacher is uniform.
@@ -135,6 +139,52 @@ def test_standardized_terms_leave_ce_on_the_raw_logits():
     torch.testing.assert_close(classical["kd"], 0.5 * per_step_kl(standardize_logits(s.mean(0, keepdim=True)), standardize_logits(t), 2.0))
 
 
+# WSLD, two samples of two classes; T = 2 steps whose means are z̄_1 = (0, 0) and z̄_2 = (log 3, 0).
+WSLD_S = torch.tensor([[[1.0, -1.0], [2 * math.log(3.0), 0.0]], [[-1.0, 1.0], [0.0, 0.0]]])
+WSLD_T = torch.tensor([[math.log(3.0), 0.0], [0.0, 0.0]])  # p_T = (3/4, 1/4) and uniform
+WSLD_Y = torch.tensor([0, 1])
+# Sample weights at temperature 1: w = 1 − exp(−CE_S / CE_T).
+# Sample 1: CE_S = log 2 (uniform), CE_T = −log(3/4). Sample 2: CE_S = −log(1/4), CE_T = log 2, ratio 2.
+WSLD_W = (1 - math.exp(-math.log(2) / math.log(4 / 3)), 1 - math.exp(-2.0))
+
+
+def test_wsld_at_temperature_one_by_hand():
+    kl_1 = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)  # KL((3/4, 1/4) ‖ uniform)
+    kl_2 = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)  # KL(uniform ‖ (3/4, 1/4))
+    expected = (WSLD_W[0] * kl_1 + WSLD_W[1] * kl_2) / 2
+    assert weighted_soft_label_kl(WSLD_S, WSLD_T, WSLD_Y, tau=1.0).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_wsld_tempers_the_soft_labels_but_not_the_sample_weights():
+    # At τ = 2 the soft labels are softmax(z/2): (3/4, 1/4) becomes q = (√3, 1)/(√3 + 1); the weights stay at τ = 1.
+    q = (math.sqrt(3) / (math.sqrt(3) + 1), 1 / (math.sqrt(3) + 1))
+    kl_1 = q[0] * math.log(q[0] / 0.5) + q[1] * math.log(q[1] / 0.5)
+    kl_2 = 0.5 * math.log(0.5 / q[0]) + 0.5 * math.log(0.5 / q[1])
+    expected = 4 * (WSLD_W[0] * kl_1 + WSLD_W[1] * kl_2) / 2
+    assert weighted_soft_label_kl(WSLD_S, WSLD_T, WSLD_Y, tau=2.0).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_wsld_terms_are_the_full_ce_and_the_weighted_kl():
+    s, t, y = random_batch()
+    terms = wsld_terms(s, t, y, weight=2.5, tau=2.0, label_smoothing=0.1)
+    assert set(terms) == {"ce", "kd"}
+    torch.testing.assert_close(terms["ce"], mean_ce(s, y, 0.1))
+    torch.testing.assert_close(terms["kd"], 2.5 * weighted_soft_label_kl(s, t, y, 2.0))
+    torch.testing.assert_close(wsld_loss(s, t, y, 2.5, 2.0, 0.1), terms["ce"] + terms["kd"])
+
+
+def test_wsld_weight_gets_no_gradient():
+    # With w detached, d/dz̄ of w·KL is w·(p_S − p_T)/τ per sample (times τ², over B), as for classical KD.
+    s, t, y = random_batch(time_steps=1)
+    s.requires_grad_(True)
+    tau = 2.0
+    weighted_soft_label_kl(s, t, y, tau).backward()
+    ratio = F.cross_entropy(s[0].detach(), y, reduction="none") / (F.cross_entropy(t, y, reduction="none") + 1e-7)
+    weight = (1 - torch.exp(-ratio)).unsqueeze(1)
+    gap = F.softmax(s[0].detach() / tau, dim=1) - F.softmax(t / tau, dim=1)
+    torch.testing.assert_close(s.grad[0], tau * weight * gap / s.shape[1])
+
+
 def test_tser_without_entropy_equals_classical_kd_at_one_time_step():
     s, t, y = random_batch(time_steps=1)
     torch.testing.assert_close(tser_loss(s, t, y, 0.5, 4.0, 0.0), classical_kd_loss(s, t, y, 0.5, 4.0))
@@ -153,6 +203,7 @@ LOGIT_LOSSES = {
     "per_step_entropy": lambda s, t, y: per_step_entropy(s, 4.0),
     "tser": lambda s, t, y: tser_loss(s, t, y, 0.5, 4.0, 0.01),
     "classical": lambda s, t, y: classical_kd_loss(s, t, y, 0.5, 4.0),
+    "wsld": lambda s, t, y: wsld_loss(s, t, y, 1.0, 2.0),
 }
 
 
@@ -205,6 +256,64 @@ def test_feature_kd_gradient_reaches_student_and_adapter_only():
     feature_kd_loss(student, teacher, adapter).backward()
     assert teacher.grad is None
     assert student.grad.abs().sum() > 0 and adapter.weight.grad.abs().sum() > 0
+
+
+# Feature maps for the reductions by hand: B = 2, C = 1, 1×2 maps; T = 2 steps of spikes.
+FEAT_S = torch.tensor([[[[[1.0, 0.0]]], [[[0.0, 0.0]]]], [[[[1.0, 0.0]]], [[[0.0, 0.0]]]]])  # mean_t: (1, 0), (0, 0)
+FEAT_T = torch.tensor([[[[0.0, 0.0]]], [[[2.0, 0.0]]]])  # squared errors 1, 0 and 4, 0: sum 5
+
+
+@pytest.mark.parametrize("reduction, expected", [("mean", 5 / 4), ("sum", 5 / 2)])
+def test_feature_kd_reductions_by_hand(reduction, expected):
+    # mean: over all 4 elements; sum: KDSNN's sum over all elements divided by the batch size B = 2.
+    assert feature_kd_loss(FEAT_S, FEAT_T, nn.Identity(), reduction).item() == pytest.approx(expected)
+    loss = blurred_feature_kd_loss(FEAT_S, FEAT_T, nn.Identity(), nn.Identity(), 0.0, reduction=reduction)
+    assert loss.item() == pytest.approx(expected)
+
+
+def test_summed_feature_mse_is_the_mean_times_the_elements_of_a_sample():
+    # The featkd/bkd configs' teacher map is 512×4×4: KDSNN's 7e-5 on the sum is 7e-5·8192 ≈ 0.573 on the mean.
+    student = torch.rand(2, 3, 512, 4, 4)
+    teacher = torch.rand(3, 512, 4, 4)
+    summed = feature_kd_loss(student, teacher, nn.Identity(), "sum")
+    torch.testing.assert_close(summed, 8192 * feature_kd_loss(student, teacher, nn.Identity(), "mean"))
+    assert 7e-5 * 8192 == pytest.approx(0.573, abs=1e-3)
+
+
+def test_an_unknown_feature_reduction_is_an_error():
+    with pytest.raises(ValueError, match="reduction is 'Sum'; use 'mean' or 'sum'"):
+        feature_kd_loss(FEAT_S, FEAT_T, nn.Identity(), "Sum")
+
+
+# One sample, one channel, a 2×2 map: mean_t of the spikes A = [[.5, 1], [0, .5]] (max 1); teacher max 4.
+CLIP_S = torch.tensor([[[[[1.0, 1.0], [0.0, 1.0]]]], [[[[0.0, 1.0], [0.0, 0.0]]]]])
+CLIP_T = torch.tensor([[[[2.0, 4.0], [1.0, 0.0]]]])
+
+
+@pytest.mark.parametrize(
+    "use_clip, squared_errors",
+    [
+        (True, [0.0, 0.0, 0.25**2, 0.5**2]),  # target F_T·1/4 = [[.5, 1], [.25, 0]]
+        (False, [1.5**2, 3.0**2, 1.0**2, 0.5**2]),
+    ],
+)
+def test_use_clip_rescales_the_teacher_map_to_the_students_maximum_by_hand(use_clip, squared_errors):
+    loss = blurred_feature_kd_loss(CLIP_S, CLIP_T, nn.Identity(), nn.Identity(), 0.0, use_clip, "sum")
+    assert loss.item() == pytest.approx(sum(squared_errors))
+
+
+def test_use_clip_scale_follows_the_adapted_student_and_the_teacher_gets_no_gradient():
+    student = torch.rand(2, 3, 4, 2, 2, requires_grad=True)
+    teacher = (torch.rand(3, 5, 2, 2) + 0.1).requires_grad_(True)
+    adapter = nn.Conv2d(4, 5, kernel_size=1)
+    generator = nn.Conv2d(5, 5, kernel_size=3, padding=1)
+    loss = blurred_feature_kd_loss(student, teacher, adapter, generator, 0.0, use_clip=True)
+    loss.backward()
+    assert teacher.grad is None
+    assert student.grad.abs().sum() > 0 and adapter.weight.grad.abs().sum() > 0
+    adapted = adapter(student.detach().mean(0))
+    target = teacher.detach() / teacher.detach().max() * adapted.max()
+    torch.testing.assert_close(loss, F.mse_loss(generator(adapted), target))
 
 
 def test_blurred_feature_kd_without_masking_and_identity_generator_is_feature_kd():

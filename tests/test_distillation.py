@@ -15,6 +15,7 @@ from snn_lightning.cli import SNNLightningCLI, main
 from snn_lightning.data import StaticImageDataModule
 from snn_lightning.distill import (
     TSERKD,
+    WSLDKD,
     BlurredFeatureKD,
     ClassicalKD,
     DistillationOutputs,
@@ -22,6 +23,7 @@ from snn_lightning.distill import (
     TeacherCheckpointError,
     load_teacher,
     tser_loss,
+    wsld_loss,
 )
 from snn_lightning.errors import CheckpointError, ConfigurationError
 from snn_lightning.modules import ANNClassifier, DistillationModule, SNNClassifier
@@ -242,6 +244,27 @@ def test_loss_terms_are_the_tser_loss(standardize, teacher_file, tmp_path):
     torch.testing.assert_close(sum(terms.values()), tser_loss(s, t, y, 0.3, 2.0, 0.05, standardize=standardize))
 
 
+def test_loss_terms_are_the_wsld_loss(teacher_file, tmp_path):
+    model = student(teacher_file, label_smoothing=0.1)
+    model.trainer = trainer(tmp_path, [WSLDKD(weight=2.5, tau=2.0)])
+    model.setup("fit")
+    torch.manual_seed(0)
+    s, t, y = torch.randn(2, 4, 10), torch.randn(4, 10), torch.randint(0, 10, (4,))
+    outputs = DistillationOutputs(s, torch.rand(2, 4, 16, 4, 4), t, torch.rand(4, 512, 1, 1), y)
+    terms = model.loss_terms(outputs)
+    assert set(terms) == {"ce", "kd"}
+    torch.testing.assert_close(sum(terms.values()), wsld_loss(s, t, y, 2.5, 2.0, label_smoothing=0.1))
+
+
+def test_bkdsnn_callbacks_fit_with_wsld_and_clipped_summed_blurred_features(teacher_file, tmp_path):
+    callbacks = [WSLDKD(), BlurredFeatureKD(weight=7e-5, reduction="sum", use_clip=True)]
+    fitted = trainer(tmp_path, callbacks, limit_val_batches=0)
+    fitted.fit(student(teacher_file), datamodule=digits())
+    for name in ("ce", "kd", "feat", "loss"):
+        value = fitted.callback_metrics[f"train/{name}_step"]
+        assert torch.isfinite(value) and value > 0, name
+
+
 @pytest.mark.slow
 def test_teacher_accuracy_is_logged_once_from_the_first_validation(teacher_file, tmp_path):
     data = digits()
@@ -288,6 +311,7 @@ def test_teacher_needs_static_images(teacher_file):
     "callbacks, message",
     [
         ([ClassicalKD(), TSERKD()], "two logit-KD methods \\(ClassicalKD and TSERKD\\)"),
+        ([ClassicalKD(), WSLDKD()], "two logit-KD methods \\(ClassicalKD and WSLDKD\\)"),
         ([FeatureKD(), FeatureKD()], "lists FeatureKD more than once"),
     ],
 )
@@ -309,6 +333,10 @@ def test_kd_callback_on_a_plain_snn_is_a_configuration_error(tmp_path):
         (lambda: ClassicalKD(tau=0.0), "ClassicalKD.tau is 0.0"),
         (lambda: FeatureKD(weight=-1.0), "FeatureKD.weight is -1.0"),
         (lambda: BlurredFeatureKD(mask_ratio=1.0), "BlurredFeatureKD.mask_ratio is 1.0"),
+        (lambda: WSLDKD(tau=0.0), "WSLDKD.tau is 0.0; set it > 0"),
+        (lambda: WSLDKD(weight=-1.0), "WSLDKD.weight is -1.0; set it >= 0"),
+        (lambda: FeatureKD(reduction="Sum"), "FeatureKD.reduction is 'Sum'; set it to 'mean' .* or 'sum'"),
+        (lambda: BlurredFeatureKD(reduction="none"), "BlurredFeatureKD.reduction is 'none'; set it to 'mean'"),
     ],
 )
 def test_callback_arguments_are_checked(make, message):

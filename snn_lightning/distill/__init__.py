@@ -2,6 +2,7 @@
 
 from snn_lightning.distill.callbacks import (
     TSERKD,
+    WSLDKD,
     BlurredFeatureKD,
     ClassicalKD,
     DistillationHost,
@@ -10,6 +11,7 @@ from snn_lightning.distill.callbacks import (
     KDCallback,
 )
 from snn_lightning.distill.losses import (
+    FeatureReduction,
     blurred_feature_kd_loss,
     classical_kd_loss,
     classical_kd_terms,
@@ -21,6 +23,9 @@ from snn_lightning.distill.losses import (
     standardize_logits,
     tser_loss,
     tser_terms,
+    weighted_soft_label_kl,
+    wsld_loss,
+    wsld_terms,
 )
 from snn_lightning.distill.teacher import TeacherCheckpointError, build_teacher, load_teacher, teacher_state_dict
 
@@ -30,9 +35,11 @@ __all__ = [
     "DistillationHost",
     "DistillationOutputs",
     "FeatureKD",
+    "FeatureReduction",
     "KDCallback",
     "TSERKD",
     "TeacherCheckpointError",
+    "WSLDKD",
     "blurred_feature_kd_loss",
     "build_teacher",
     "classical_kd_loss",
@@ -47,4 +54,7 @@ __all__ = [
     "teacher_state_dict",
     "tser_loss",
     "tser_terms",
+    "weighted_soft_label_kl",
+    "wsld_loss",
+    "wsld_terms",
 ]

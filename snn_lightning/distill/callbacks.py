@@ -3,9 +3,9 @@
 They act on a :class:`~snn_lightning.modules.DistillationModule`: in every training step the module
 hands each one a :class:`DistillationOutputs` (student per-step logits and features, teacher
 logits and features, targets) and sums the named loss terms they return, logging each as
-``train/<name>``. Choose at most one logit method (``ClassicalKD`` or ``TSERKD``: each replaces the
-cross-entropy by its own CE + KD terms) and any feature method (``FeatureKD``, ``BlurredFeatureKD``)
-beside it; with none the student trains on its plain cross-entropy.
+``train/<name>``. Choose at most one logit method (``ClassicalKD``, ``TSERKD`` or ``WSLDKD``: each
+replaces the cross-entropy by its own CE + KD terms) and any feature method (``FeatureKD``,
+``BlurredFeatureKD``) beside it; with none the student trains on its plain cross-entropy.
 
     trainer:
       callbacks:
@@ -17,16 +17,18 @@ beside it; with none the student trains on its plain cross-entropy.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import ClassVar, Protocol, get_args, runtime_checkable
 
 import lightning as L
 from torch import Tensor, nn
 
 from snn_lightning.distill.losses import (
+    FeatureReduction,
     blurred_feature_kd_loss,
     classical_kd_terms,
     feature_kd_loss,
     tser_terms,
+    wsld_terms,
 )
 from snn_lightning.errors import ConfigurationError
 
@@ -38,6 +40,7 @@ __all__ = [
     "FeatureKD",
     "KDCallback",
     "TSERKD",
+    "WSLDKD",
 ]
 
 
@@ -75,6 +78,11 @@ def _check_alpha_tau(callback: str, alpha: float, tau: float) -> None:
     """Raise a ConfigurationError naming ``callback`` when alpha is outside [0, 1] or tau is not positive."""
     if not 0 <= alpha <= 1:
         raise ConfigurationError(f"{callback}.alpha is {alpha}; set it in [0, 1] (the weight of the KD term, e.g. 0.5)")
+    _check_tau(callback, tau)
+
+
+def _check_tau(callback: str, tau: float) -> None:
+    """Raise a ConfigurationError naming ``callback`` when the temperature tau is not positive."""
     if tau <= 0:
         raise ConfigurationError(f"{callback}.tau is {tau}; set it > 0 (the softmax temperature, e.g. 4.0)")
 
@@ -83,6 +91,15 @@ def _check_weight(callback: str, weight: float) -> None:
     """Raise a ConfigurationError naming ``callback`` when a loss weight is negative."""
     if weight < 0:
         raise ConfigurationError(f"{callback}.weight is {weight}; set it >= 0 (e.g. 1.0)")
+
+
+def _check_reduction(callback: str, reduction: str) -> None:
+    """Raise a ConfigurationError naming ``callback`` when a feature MSE reduction is neither mean nor sum."""
+    if reduction not in get_args(FeatureReduction):
+        raise ConfigurationError(
+            f"{callback}.reduction is {reduction!r}; set it to 'mean' (over all elements) or 'sum' "
+            f"(per sample, averaged over the batch; the KDSNN/BKDSNN form, with weight 7e-5)"
+        )
 
 
 class KDCallback(L.Callback):
@@ -195,6 +212,40 @@ class TSERKD(KDCallback):
         )
 
 
+class WSLDKD(KDCallback):
+    """Weighted soft-label distillation (WSLD, Zhou et al., ICLR 2021; BKDSNN's logit term) on the time-mean logits z̄.
+
+    Terms: ``ce = CE(z̄, y)`` (at full weight, as in the WSLD and BKDSNN code) and
+    ``kd = weight·τ²·mean_b w_b·KL(p_T^τ ‖ softmax(z̄_b/τ))`` with ``w_b = 1 − exp(−CE(z̄_b, y_b) / CE(t_b, y_b))``:
+    samples the teacher gets more wrong than the student count less
+    (:func:`~snn_lightning.distill.weighted_soft_label_kl`). Use it instead of ``ClassicalKD``/``TSERKD``;
+    combine with a feature method (BKDSNN: ``BlurredFeatureKD``).
+    """
+
+    logit_kd = True
+
+    def __init__(self, weight: float = 1.0, tau: float = 2.0) -> None:
+        """
+        Args:
+            weight: weight of the WSLD term beside the full cross-entropy (BKDSNN's distill_weight 1.0; the WSLD paper's alpha is 2.5).
+            tau: softmax temperature of the soft labels (2 in BKDSNN's and the WSLD authors' code); the sample weights use temperature 1.
+        """
+        _check_weight("WSLDKD", weight)
+        _check_tau("WSLDKD", tau)
+        self.weight = weight
+        self.tau = tau
+
+    def loss_terms(self, outputs: DistillationOutputs, pl_module: DistillationHost) -> dict[str, Tensor]:
+        return wsld_terms(
+            outputs.student_logits,
+            outputs.teacher_logits,
+            outputs.targets,
+            self.weight,
+            self.tau,
+            pl_module.label_smoothing,
+        )
+
+
 class FeatureKD(KDCallback):
     """KDSNN feature KD (Xu et al., CVPR 2023): ``feat = weight·MSE(adapter(mean_t F_S), F_T)`` on the last stage.
 
@@ -202,13 +253,16 @@ class FeatureKD(KDCallback):
     student; the student map is area-resized to the teacher's size first. Combine with a logit method.
     """
 
-    def __init__(self, weight: float = 1.0) -> None:
+    def __init__(self, weight: float = 1.0, reduction: FeatureReduction = "mean") -> None:
         """
         Args:
-            weight: weight of the feature MSE (a mean over elements; KDSNN's 7e-5 on a summed MSE per sample is about 0.57 for 512×4×4 teacher maps).
+            weight: weight of the feature MSE (KDSNN: 7e-5 with reduction sum, which is 7e-5·C·h·w ≈ 0.57 with reduction mean for 512×4×4 teacher maps).
+            reduction: mean: the MSE averaged over batch, channels and positions; sum: summed over a sample's channels and positions, averaged over the batch (KDSNN's form).
         """
         _check_weight("FeatureKD", weight)
+        _check_reduction("FeatureKD", reduction)
         self.weight = weight
+        self.reduction = reduction
 
     def build(self, pl_module: DistillationHost) -> nn.Module:
         student_channels, teacher_channels = pl_module.feature_channels()
@@ -216,7 +270,8 @@ class FeatureKD(KDCallback):
 
     def loss_terms(self, outputs: DistillationOutputs, pl_module: DistillationHost) -> dict[str, Tensor]:
         adapter = pl_module.distill_modules[self.name]
-        return {"feat": self.weight * feature_kd_loss(outputs.student_features, outputs.teacher_features, adapter)}
+        loss = feature_kd_loss(outputs.student_features, outputs.teacher_features, adapter, self.reduction)
+        return {"feat": self.weight * loss}
 
 
 class BlurredFeatureKD(KDCallback):
@@ -224,20 +279,33 @@ class BlurredFeatureKD(KDCallback):
 
     ``feat = weight·MSE(generator(mask(adapter(mean_t F_S))), F_T)``: a 1×1 conv adapter to the
     teacher's channels, channels zeroed with probability ``mask_ratio``, then conv3×3 – ReLU –
-    conv3×3. Adapter and generator are trained with the student. Combine with a logit method.
+    conv3×3. Adapter and generator are trained with the student. ``use_clip`` rescales the teacher
+    map to the student's range first: ``F_T · max(A) / max(F_T)``, A the adapted student map, maxima
+    over the batch. Combine with a logit method (BKDSNN: ``WSLDKD``).
     """
 
-    def __init__(self, weight: float = 1.0, mask_ratio: float = 0.15) -> None:
+    def __init__(
+        self,
+        weight: float = 1.0,
+        mask_ratio: float = 0.15,
+        use_clip: bool = False,
+        reduction: FeatureReduction = "mean",
+    ) -> None:
         """
         Args:
-            weight: weight of the feature MSE (a mean over elements).
+            weight: weight of the feature MSE (BKDSNN: 7e-5 with reduction sum for ResNet features).
             mask_ratio: probability that a channel of a sample is zeroed before the generator (BKDSNN: 0.15).
+            use_clip: regress the teacher map rescaled to the adapted student map's maximum, F_T·max(A)/max(F_T) (BKDSNN's --use_clip, off in its released scripts).
+            reduction: mean: the MSE averaged over batch, channels and positions; sum: summed over a sample's channels and positions, averaged over the batch (BKDSNN's form).
         """
         _check_weight("BlurredFeatureKD", weight)
         if not 0 <= mask_ratio < 1:
             raise ConfigurationError(f"BlurredFeatureKD.mask_ratio is {mask_ratio}; set it in [0, 1), e.g. 0.15")
+        _check_reduction("BlurredFeatureKD", reduction)
         self.weight = weight
         self.mask_ratio = mask_ratio
+        self.use_clip = use_clip
+        self.reduction = reduction
 
     def build(self, pl_module: DistillationHost) -> nn.Module:
         student_channels, teacher_channels = pl_module.feature_channels()
@@ -255,6 +323,12 @@ class BlurredFeatureKD(KDCallback):
     def loss_terms(self, outputs: DistillationOutputs, pl_module: DistillationHost) -> dict[str, Tensor]:
         parts = pl_module.distill_modules[self.name]
         loss = blurred_feature_kd_loss(
-            outputs.student_features, outputs.teacher_features, parts["adapter"], parts["generator"], self.mask_ratio
+            outputs.student_features,
+            outputs.teacher_features,
+            parts["adapter"],
+            parts["generator"],
+            self.mask_ratio,
+            self.use_clip,
+            self.reduction,
         )
         return {"feat": self.weight * loss}

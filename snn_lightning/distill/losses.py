@@ -10,11 +10,14 @@ The ``*_terms`` functions return the weighted terms of a combined loss by name (
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "FeatureReduction",
     "blurred_feature_kd_loss",
     "classical_kd_loss",
     "classical_kd_terms",
@@ -26,7 +29,13 @@ __all__ = [
     "standardize_logits",
     "tser_loss",
     "tser_terms",
+    "weighted_soft_label_kl",
+    "wsld_loss",
+    "wsld_terms",
 ]
+
+FeatureReduction = Literal["mean", "sum"]
+"""How a feature MSE reduces: ``mean`` over all elements, or ``sum`` over a sample's elements, mean over the batch."""
 
 
 def _float32(x: Tensor) -> Tensor:
@@ -62,16 +71,20 @@ def _tempered(z: Tensor, tau: float, standardize: bool) -> Tensor:
     return (standardize_logits(z) if standardize else _float32(z)) / tau
 
 
+def _step_kl(s: Tensor, t: Tensor, tau: float, standardize: bool) -> Tensor:
+    """Return ``KL(p_T^tau ‖ p_S^tau(t))`` of every step and sample, ``[T, B]`` (no τ² factor, teacher detached)."""
+    log_p_student = F.log_softmax(_tempered(s, tau, standardize), dim=-1)
+    log_p_teacher = F.log_softmax(_tempered(t.detach(), tau, standardize), dim=-1).expand_as(log_p_student)
+    # log_target keeps p_T·(log p_T − log p_S) finite where p_T underflows to 0.
+    return F.kl_div(log_p_student, log_p_teacher, reduction="none", log_target=True).sum(-1)
+
+
 def per_step_kl(s: Tensor, t: Tensor, tau: float, standardize: bool = False) -> Tensor:
     """Return ``tau² (1/T) sum_t mean_b KL(p_T^tau ‖ p_S^tau(t))``: the teacher is the target of every step.
 
     With ``standardize`` both logits are z-scored over the classes first (:func:`standardize_logits`).
     """
-    log_p_student = F.log_softmax(_tempered(s, tau, standardize), dim=-1)
-    log_p_teacher = F.log_softmax(_tempered(t.detach(), tau, standardize), dim=-1).expand_as(log_p_student)
-    # log_target keeps p_T·(log p_T − log p_S) finite where p_T underflows to 0.
-    kl = F.kl_div(log_p_student, log_p_teacher, reduction="none", log_target=True).sum(-1)
-    return tau**2 * kl.mean()
+    return tau**2 * _step_kl(s, t, tau, standardize).mean()
 
 
 def per_step_entropy(s: Tensor, tau: float, standardize: bool = False) -> Tensor:
@@ -148,6 +161,41 @@ def classical_kd_loss(
     return sum(classical_kd_terms(s, t, y, alpha, tau, label_smoothing, standardize).values())
 
 
+def weighted_soft_label_kl(s: Tensor, t: Tensor, y: Tensor, tau: float) -> Tensor:
+    """Return WSLD's ``τ² mean_b w_b·KL(p_T^τ ‖ softmax(z̄_b/τ))`` on the time-mean logits z̄ (Zhou et al., ICLR 2021).
+
+    The weight ``w_b = 1 − exp(−CE(z̄_b, y_b) / CE(t_b, y_b))`` (both at temperature 1, without
+    gradient) is near 1 for samples the student gets more wrong than the teacher and near 0 where
+    the teacher is the worse one, damping the variance of misleading soft labels. The authors'
+    code (and BKDSNN's copy) weighs the soft cross-entropy ``−Σ_c p_T log p_S``; it differs from
+    the KL by ``w_b·H(p_T^τ)``, which has no gradient, so training is the same and the term is 0
+    when the student matches the teacher.
+    """
+    mean_logits = _float32(s).mean(0)
+    teacher = _float32(t.detach())
+    ce_student = F.cross_entropy(mean_logits.detach(), y, reduction="none")
+    # The authors' 1e-7 keeps the ratio finite when the teacher is certain of the label (its CE is 0).
+    ratio = ce_student / (F.cross_entropy(teacher, y, reduction="none") + 1e-7)
+    weight = 1 - torch.exp(-ratio)
+    kl = _step_kl(mean_logits.unsqueeze(0), teacher, tau, standardize=False)[0]
+    return tau**2 * (weight * kl).mean()
+
+
+def wsld_terms(
+    s: Tensor, t: Tensor, y: Tensor, weight: float, tau: float, label_smoothing: float = 0.0
+) -> dict[str, Tensor]:
+    """Return WSLD's weighted terms on the time-mean logits: ``ce = CE(z̄, y)`` and ``kd = weight`` × :func:`weighted_soft_label_kl`."""
+    return {
+        "ce": mean_ce(s, y, label_smoothing),
+        "kd": weight * weighted_soft_label_kl(s, t, y, tau),
+    }
+
+
+def wsld_loss(s: Tensor, t: Tensor, y: Tensor, weight: float, tau: float, label_smoothing: float = 0.0) -> Tensor:
+    """Return the WSLD loss ``CE(z̄, y) + weight·τ²·mean_b w_b·KL(p_T^τ ‖ softmax(z̄/τ))`` of the time-mean logits z̄."""
+    return sum(wsld_terms(s, t, y, weight, tau, label_smoothing).values())
+
+
 def _adapted_student(student_features: Tensor, teacher_features: Tensor, adapter: nn.Module) -> Tensor:
     """Return ``adapter`` applied to the time-mean student map area-resized to the teacher's H×W, in float32."""
     # The adapter runs in the features' dtype, so it works with its weights in bf16 (precision "bf16-true").
@@ -158,18 +206,31 @@ def _adapted_student(student_features: Tensor, teacher_features: Tensor, adapter
     return _float32(adapter(student))
 
 
-def feature_kd_loss(student_features: Tensor, teacher_features: Tensor, adapter: nn.Module) -> Tensor:
-    """Return KDSNN's feature loss ``MSE(adapter(mean_t F_S), F_T)``, the mean over batch, channels and positions.
+def _feature_mse(prediction: Tensor, target: Tensor, reduction: FeatureReduction) -> Tensor:
+    """Return the MSE of two ``[B, ...]`` maps, a mean over all elements or (``sum``) a sum per sample averaged over B."""
+    if reduction == "mean":
+        return F.mse_loss(prediction, target)
+    if reduction == "sum":
+        return F.mse_loss(prediction, target, reduction="sum") / prediction.shape[0]
+    raise ValueError(f"reduction is {reduction!r}; use 'mean' or 'sum'")
+
+
+def feature_kd_loss(
+    student_features: Tensor, teacher_features: Tensor, adapter: nn.Module, reduction: FeatureReduction = "mean"
+) -> Tensor:
+    """Return KDSNN's feature loss ``MSE(adapter(mean_t F_S), F_T)``.
 
     Args:
         student_features: student feature map ``[T, B, C_s, h, w]`` (e.g. the last stage's spikes).
         teacher_features: teacher feature map ``[B, C_t, h', w']``; a target, so it gets no gradient.
         adapter: maps ``[B, C_s, h', w']`` to ``[B, C_t, h', w']`` (e.g. a 1×1 conv); the student map is
-            resized to the teacher's ``h'×w'`` first. KDSNN's weight 7e-5 on a summed MSE / batch equals a
-            weight ``7e-5·C_t·h'·w'`` on this mean.
+            resized to the teacher's ``h'×w'`` first.
+        reduction: ``mean`` over batch, channels and positions, or ``sum`` over a sample's channels and
+            positions, averaged over the batch (KDSNN's ``MSELoss(reduction="sum") / B``, weighted 7e-5);
+            ``sum`` is ``C_t·h'·w'`` times ``mean``.
     """
     adapted = _adapted_student(student_features, teacher_features, adapter)
-    return F.mse_loss(adapted, _float32(teacher_features.detach()))
+    return _feature_mse(adapted, _float32(teacher_features.detach()), reduction)
 
 
 def blurred_feature_kd_loss(
@@ -178,6 +239,8 @@ def blurred_feature_kd_loss(
     adapter: nn.Module,
     generator: nn.Module,
     mask_ratio: float = 0.15,
+    use_clip: bool = False,
+    reduction: FeatureReduction = "mean",
 ) -> Tensor:
     """Return BKDSNN's blurred feature loss ``MSE(generator(mask(adapter(mean_t F_S))), F_T)``.
 
@@ -187,8 +250,17 @@ def blurred_feature_kd_loss(
         adapter: maps the resized time-mean student map to the teacher's channels, as in :func:`feature_kd_loss`.
         generator: regresses the teacher map from the masked one (BKDSNN: conv3×3 – ReLU – conv3×3).
         mask_ratio: probability that a channel of a sample is zeroed (drawn from torch's global generator).
+        use_clip: rescale the target to ``F_T · max(A) / max(F_T)``, A the adapted student map before
+            masking, maxima over the whole batch (BKDSNN's ``use_clip``); as in its code, max(A) is not
+            detached, so the student also gets a gradient through the target's scale. The teacher map
+            must have a positive maximum (a post-ReLU stage output has).
+        reduction: ``mean`` over all elements, or ``sum`` per sample averaged over the batch (BKDSNN's
+            ``MSELoss(reduction="sum") / B``), as in :func:`feature_kd_loss`.
     """
     adapted = _adapted_student(student_features, teacher_features, adapter)
+    target = _float32(teacher_features.detach())
+    if use_clip:
+        target = target / target.max() * adapted.max()
     keep = torch.rand(adapted.shape[:2] + (1, 1), device=adapted.device) >= mask_ratio
     generated = _float32(generator(adapted * keep))
-    return F.mse_loss(generated, _float32(teacher_features.detach()))
+    return _feature_mse(generated, target, reduction)

@@ -25,7 +25,7 @@ class DistillationModule(SNNClassifier):
 
     The student is an :class:`SNNClassifier` (same arguments, same validation and test). In every
     training step the teacher runs once, without gradient, on the static image the student repeats
-    over T; each KD callback (``snn_lightning.distill``: ``TSERKD``, ``ClassicalKD``, ``FeatureKD``,
+    over T; each KD callback (``snn_lightning.distill``: ``TSERKD``, ``ClassicalKD``, ``WSLDKD``, ``FeatureKD``,
     ``BlurredFeatureKD``) returns named loss terms, logged as ``train/<name>`` and summed into
     ``train/loss``. Without KD callbacks the student trains on its plain cross-entropy.
 
