@@ -77,6 +77,66 @@ def test_configured_optimizer_and_scheduler_factories_are_used():
     assert configured["lr_scheduler"]["scheduler"].step_size == 3
 
 
+def configured_with(tmp_path, max_epochs: int, **kwargs):
+    """Return ``configure_optimizers()`` of a small SNN attached to a trainer of ``max_epochs``."""
+    model = small_snn(**kwargs)
+    model.trainer = L.Trainer(max_epochs=max_epochs, logger=False, enable_checkpointing=False, default_root_dir=tmp_path)
+    return model, model.configure_optimizers()
+
+
+def test_warm_up_then_cosine_by_hand(tmp_path):
+    _, configured = configured_with(tmp_path, max_epochs=6, warmup_epochs=2)
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(6):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    # 0.1 × (1/3, 2/3), then 0.1 × ½(1 + cos(π e/4)) for e = 0..3 after the warm-up.
+    expected = [0.1 / 3, 0.2 / 3, 0.1, 0.05 * (1 + 0.5**0.5), 0.05, 0.05 * (1 - 0.5**0.5)]
+    assert rates == pytest.approx(expected)
+
+
+def test_warm_up_errors_name_the_fix(tmp_path):
+    with pytest.raises(ConfigurationError, match="warmup_epochs must be >= 0, got -1"):
+        small_snn(warmup_epochs=-1)
+    with pytest.raises(ConfigurationError, match=r"warmup_epochs \(3\) must be below trainer.max_epochs \(3\)"):
+        configured_with(tmp_path, max_epochs=3, warmup_epochs=3)
+    step = lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=3)  # noqa: E731
+    with pytest.raises(ConfigurationError, match="applies to the default cosine schedule only; remove model.lr_scheduler"):
+        configured_with(tmp_path, max_epochs=5, warmup_epochs=1, lr_scheduler=step)
+
+
+def test_norms_biases_neuron_parameters_and_position_encodings_get_no_weight_decay(tmp_path):
+    from snn_lightning.models import STAA
+
+    model, configured = configured_with(tmp_path, max_epochs=2, neuron=STAA(), exempt_from_weight_decay=True)
+    decayed, exempt = configured["optimizer"].param_groups
+    assert (decayed["weight_decay"], exempt["weight_decay"]) == (5e-4, 0.0)
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    exempt_names = {names[id(parameter)] for parameter in exempt["params"]}
+    decayed_names = {names[id(parameter)] for parameter in decayed["params"]}
+    assert len(exempt_names) + len(decayed_names) == len(names)
+    suffixes = lambda group: {name.rsplit(".", 1)[-1] for name in group}  # noqa: E731
+    assert suffixes(exempt_names) == {"bias", "weight", "encoding", "leak_logit", "input_scale"}
+    assert all(parameter.ndim <= 1 or names[id(parameter)].endswith("encoding") for parameter in exempt["params"])
+    assert suffixes(decayed_names) == {"weight"} and all(parameter.ndim >= 2 for parameter in decayed["params"])
+    _, plain = configured_with(tmp_path, max_epochs=2)
+    assert len(plain["optimizer"].param_groups) == 1
+
+
+def test_soft_targets_train_and_are_scored_by_their_most_probable_class():
+    torch.manual_seed(0)
+    outputs, labels = torch.randn(4, 3, 10), torch.tensor([1, 2, 3])
+    one_hot = torch.nn.functional.one_hot(labels, 10).float()
+    for loss in (mean_ce, per_step_ce):
+        torch.testing.assert_close(loss(outputs, one_hot, 0.1), loss(outputs, labels, 0.1))
+    model = small_snn()
+    mixed = 0.6 * one_hot + 0.4 * one_hot.roll(1, 0)
+    model.log_loss_and_accuracy("train", torch.tensor(1.0), outputs.mean(0), mixed)
+    assert model.accuracy["train_1"].compute() == (outputs.mean(0).argmax(-1) == labels).float().mean()
+
+
 def test_training_steps_lower_the_loss_on_one_batch():
     torch.manual_seed(0)
     model = SNNClassifier(arch="resnet_mini", num_classes=10, in_channels=1, width_multiplier=0.5)

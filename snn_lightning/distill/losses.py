@@ -63,7 +63,8 @@ def mean_ce(s: Tensor, y: Tensor, label_smoothing: float = 0.0) -> Tensor:
 def per_step_ce(s: Tensor, y: Tensor, label_smoothing: float = 0.0) -> Tensor:
     """Return ``(1/T) sum_t CE(s[t], y)``, the cross-entropy of every step's logits (TET-style)."""
     time_steps = s.shape[0]
-    return F.cross_entropy(_float32(s).flatten(0, 1), y.repeat(time_steps), label_smoothing=label_smoothing)
+    steps_of_y = y.repeat(time_steps, *[1] * (y.ndim - 1))  # class indices [B] or probabilities [B, C]
+    return F.cross_entropy(_float32(s).flatten(0, 1), steps_of_y, label_smoothing=label_smoothing)
 
 
 def _tempered(z: Tensor, tau: float, standardize: bool) -> Tensor:

@@ -8,7 +8,8 @@ BN, plus the residual) it computes
     Y  = TSRD(X', A)                                  training: A or X' per sample and step
     S  = AdaptiveLIF(Y)                               binary spikes
 
-Attention acts on currents only, never on spikes, so the layer stays spike-driven. The exact
+Attention acts on currents only, never on spikes, so the layer still emits binary spikes and the
+next layer stays spike-driven; the attention itself computes on real values (MACs). The exact
 equations are not public; the choices below follow ``papers/STAA-SNN.md`` ([hyp] there). Every
 part starts as the identity (zero-initialised last layer), so an untrained STAA network equals
 its backbone, and every part is causal in time, so evaluating at fewer steps gives exactly the
@@ -77,7 +78,11 @@ class TemporalPositionEncoding(nn.Module):
 
 
 class GlobalContext(nn.Module):
-    """Global Context block (GCNet-style spike-driven self-attention), per step and sample, on the current.
+    """Global Context block (GCNet-style self-attention), per step and sample, on the real-valued current.
+
+    The paper calls its GC "spike-driven self-attention"; this block acts on currents (after conv +
+    BN), so its products are multiply-accumulates, not spike-driven accumulates, and
+    ``EnergyEstimate`` charges its layers as MACs. The layer's output is still binary spikes.
 
     With key ``k`` (C → 1), value ``v`` and query ``q`` (C → C/r) 1×1 convolutions::
 

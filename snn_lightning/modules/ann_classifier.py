@@ -27,6 +27,8 @@ class ANNClassifier(ClassifierModule):
         label_smoothing: float = 0.0,
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
+        warmup_epochs: int = 0,
+        exempt_from_weight_decay: bool = False,
     ) -> None:
         """
         Args:
@@ -37,9 +39,11 @@ class ANNClassifier(ClassifierModule):
             width_multiplier: scales every stage width (64–512); a distilling student names it as ``teacher_width_multiplier``.
             label_smoothing: label smoothing of the cross-entropy.
             optimizer: optimizer factory; null means SGD(lr=0.1, momentum=0.9, weight_decay=5e-4).
-            lr_scheduler: scheduler factory; null means cosine annealing over ``trainer.max_epochs``.
+            lr_scheduler: scheduler factory; null means cosine annealing over ``trainer.max_epochs`` (after ``warmup_epochs``).
+            warmup_epochs: epochs of linear learning-rate warm-up before the default cosine schedule (FSTA-SNN: 10 on CIFAR10-DVS, 5 on ImageNet); 0: none.
+            exempt_from_weight_decay: no weight decay on BN, biases, per-channel neuron parameters (M, N, PLIF's τ) and STAA's position encodings (FSTA-SNN's recipe).
         """
-        super().__init__(num_classes, optimizer, lr_scheduler)
+        super().__init__(num_classes, optimizer, lr_scheduler, warmup_epochs, exempt_from_weight_decay)
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.network = ANN_ARCHITECTURES[arch](
             num_classes=num_classes, in_channels=in_channels, stem=stem, width_multiplier=width_multiplier

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-__all__ = ["ClassifierModule"]
+from snn_lightning.errors import ConfigurationError
+from snn_lightning.models.staa import TemporalPositionEncoding
+
+__all__ = ["ClassifierModule", "warmup_cosine_factor", "weight_decay_groups"]
 
 STAGES = ("train", "val", "test")
 
@@ -19,7 +24,9 @@ class ClassifierModule(L.LightningModule):
     """Base LightningModule: subclasses define ``forward``, ``loss`` and ``class_logits``.
 
     Logs ``{stage}/loss``, ``{stage}/acc`` (top-1) and ``{stage}/acc_top5`` (when there are more
-    than 5 classes) for the train, val and test stages, accumulated with torchmetrics.
+    than 5 classes) for the train, val and test stages, accumulated with torchmetrics. Targets
+    are class indices ``[B]`` or class probabilities ``[B, classes]`` (mixup/CutMix); the accuracy
+    of soft targets is measured against their most probable class.
     """
 
     def __init__(
@@ -27,11 +34,17 @@ class ClassifierModule(L.LightningModule):
         num_classes: int,
         optimizer: OptimizerCallable | None,
         lr_scheduler: LRSchedulerCallable | None,
+        warmup_epochs: int = 0,
+        exempt_from_weight_decay: bool = False,
     ) -> None:
         super().__init__()
+        if warmup_epochs < 0:
+            raise ConfigurationError(f"model.warmup_epochs must be >= 0, got {warmup_epochs}; set e.g. 5 (or 0: none)")
         self.num_classes = num_classes
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
+        self.warmup_epochs = warmup_epochs
+        self.exempt_from_weight_decay = exempt_from_weight_decay
         self._lr: float | None = None
         # Keys are "<stage>_<k>": a bare "train" would clash with nn.Module.train.
         self.top_ks = (1, 5) if num_classes > 5 else (1,)
@@ -57,9 +70,10 @@ class ClassifierModule(L.LightningModule):
         self.log(
             f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True
         )
+        labels = targets.argmax(-1) if targets.ndim == 2 else targets
         for k in self.top_ks:
             metric = self.accuracy[f"{stage}_{k}"]
-            metric(logits, targets)
+            metric(logits, labels)
             name = f"{stage}/acc" if k == 1 else f"{stage}/acc_top{k}"
             self.log(name, metric, on_step=False, on_epoch=True, prog_bar=k == 1)
 
@@ -107,21 +121,60 @@ class ClassifierModule(L.LightningModule):
         self._lr = float(value)
 
     def configure_optimizers(self):
-        """The configured optimizer and schedule; cosine over ``max_epochs`` unless a scheduler is configured.
+        """The configured optimizer and schedule; cosine over ``max_epochs`` (after any warm-up) unless a scheduler is configured.
 
         ``ReduceLROnPlateau`` watches ``val/loss`` with ``mode: min`` and ``val/acc`` with ``mode: max``.
         """
-        optimizer = self._build_optimizer(self.parameters())
+        parameters = weight_decay_groups(self) if self.exempt_from_weight_decay else self.parameters()
+        optimizer = self._build_optimizer(parameters)
         if self._lr is not None:
             for group in optimizer.param_groups:
                 group["lr"] = self._lr
         if self.lr_scheduler_factory is not None:
+            if self.warmup_epochs:
+                raise ConfigurationError(
+                    "model.warmup_epochs applies to the default cosine schedule only; remove model.lr_scheduler, "
+                    "or set model.warmup_epochs 0 and put the warm-up in your scheduler"
+                )
             scheduler = self.lr_scheduler_factory(optimizer)
-        elif self.trainer.max_epochs and self.trainer.max_epochs > 0:
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.trainer.max_epochs)
+        elif (max_epochs := self.trainer.max_epochs) and max_epochs > 0:
+            if self.warmup_epochs >= max_epochs:
+                raise ConfigurationError(
+                    f"model.warmup_epochs ({self.warmup_epochs}) must be below trainer.max_epochs ({max_epochs})"
+                )
+            if self.warmup_epochs:
+                factor = functools.partial(warmup_cosine_factor, warmup_epochs=self.warmup_epochs, max_epochs=max_epochs)
+                scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+            else:
+                scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs)
         else:
             return optimizer
         schedule = {"scheduler": scheduler, "interval": "epoch"}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             schedule["monitor"] = "val/acc" if scheduler.mode == "max" else "val/loss"
         return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+
+def warmup_cosine_factor(epoch: int, warmup_epochs: int, max_epochs: int) -> float:
+    """Return the learning-rate factor of ``epoch``: linear from 1/(w+1) to 1 over ``w`` warm-up epochs, then cosine to 0 at ``max_epochs``."""
+    if epoch < warmup_epochs:
+        return (epoch + 1) / (warmup_epochs + 1)
+    return 0.5 * (1 + math.cos(math.pi * (epoch - warmup_epochs) / (max_epochs - warmup_epochs)))
+
+
+def weight_decay_groups(module: nn.Module) -> list[dict[str, Any]]:
+    """Return ``module``'s parameters as two optimizer groups: decayed weights, and the rest with ``weight_decay`` 0.
+
+    Exempt, as in FSTA-SNN's recipe: every parameter with at most one dimension (BN scales and
+    shifts, biases, the adaptive LIF's per-channel M and N, PLIF's τ) and STAA's position encodings.
+    """
+    encodings = {
+        id(parameter)
+        for layer in module.modules()
+        if isinstance(layer, TemporalPositionEncoding)
+        for parameter in layer.parameters(recurse=False)
+    }
+    decayed, exempt = [], []
+    for parameter in module.parameters():
+        (exempt if parameter.ndim <= 1 or id(parameter) in encodings else decayed).append(parameter)
+    return [{"params": decayed}, {"params": exempt, "weight_decay": 0.0}]

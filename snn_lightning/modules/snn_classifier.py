@@ -39,6 +39,8 @@ class SNNClassifier(ClassifierModule):
         checkpoint_blocks: bool = False,
         compact_spikes: bool = False,
         spike_conv_max_density: float = 0.2,
+        warmup_epochs: int = 0,
+        exempt_from_weight_decay: bool = False,
     ) -> None:
         """
         Args:
@@ -51,12 +53,14 @@ class SNNClassifier(ClassifierModule):
             loss: ``mean_ce`` (CE of the time-mean logits) or ``per_step_ce`` (mean of every step's CE, TET).
             label_smoothing: label smoothing of the cross-entropy (0.1 in the paper recipes).
             optimizer: optimizer factory; null means SGD(lr=0.1, momentum=0.9, weight_decay=5e-4).
-            lr_scheduler: scheduler factory; null means cosine annealing over ``trainer.max_epochs``.
+            lr_scheduler: scheduler factory; null means cosine annealing over ``trainer.max_epochs`` (after ``warmup_epochs``).
+            warmup_epochs: epochs of linear learning-rate warm-up before the default cosine schedule (FSTA-SNN: 10 on CIFAR10-DVS, 5 on ImageNet); 0: none.
+            exempt_from_weight_decay: no weight decay on BN, biases, per-channel neuron parameters (M, N, PLIF's τ) and STAA's position encodings (FSTA-SNN's recipe).
             checkpoint_blocks: in training keep only each residual block's input and recompute the block in backward (less memory, more time).
             compact_spikes: in training keep the spikes that layers save for backward as bool, 1 byte instead of 4 (eager mode only).
             spike_conv_max_density: on the CPU a 3×3 convolution computes from its nonzero inputs when at most this fraction is nonzero (faster at low spike rates); 0 turns that off.
         """
-        super().__init__(num_classes, optimizer, lr_scheduler)
+        super().__init__(num_classes, optimizer, lr_scheduler, warmup_epochs, exempt_from_weight_decay)
         if time_steps < 1:
             raise ConfigurationError(f"model.time_steps must be >= 1, got {time_steps}; set e.g. --model.time_steps 4")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
