@@ -1,5 +1,7 @@
 """Callbacks: firing rates, energy and per-step accuracy checked by hand; hooks only during evaluation; plots saved."""
 
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
@@ -81,7 +83,8 @@ def test_firing_rate_equals_the_hand_count(tmp_path):
 
 def test_energy_of_the_two_layer_model_by_hand(tmp_path):
     energy = EnergyEstimate()
-    (metrics,) = trainer(tmp_path, [energy]).test(ConvLIFLinear(), loader())
+    run = trainer(tmp_path, [energy], logger=CSVLogger(tmp_path))
+    (metrics,) = run.test(ConvLIFLinear(), loader())
     # conv: 1·(2·2)·1·2 = 8 MACs per step on the real-valued image (mean value 12/16), repeated over T, so counted once.
     # fc: 8·3 = 24 MACs per step on spikes with input firing rate 1/8: SOPs = 1/8 · T=2 · 24 = 6 per sample.
     assert energy.layers["conv.module"] == LayerActivity(
@@ -100,7 +103,8 @@ def test_energy_of_the_two_layer_model_by_hand(tmp_path):
     assert metrics["test/ann_energy_with_memory_mj"] == pytest.approx((4.6 * 32 + 1664 * 10 / 64) * 1e-9)
     assert "conv.module (once: same input at every step)" in energy.rule()
     assert [line.split()[:2] for line in energy.report.table().splitlines()[1:]] == [["conv.module", "MAC"], ["fc", "AC"]]
-    assert (tmp_path / "energy_per_layer.txt").read_text() == f"{energy.rule()}\n\n{energy.report.table()}\n"
+    written = Path(run.log_dir) / "energy_per_layer.txt"
+    assert written.read_text() == f"{energy.rule()}\n\n{energy.report.table()}\n"
 
 
 class ConvLIFPoolConv(ConvLIFLinear):

@@ -261,7 +261,7 @@ class EnergyEstimate(L.Callback):
     (synaptic operations), ``test/ann_energy_mj`` (the same network as an ANN), and the
     memory-inclusive ``test/energy_with_memory_mj`` and ``test/ann_energy_with_memory_mj``; it
     prints the rule used once and writes the per-layer table to ``energy_per_layer.txt`` in the
-    run's log folder (printed when there is none). Input rates come from forward pre-hooks on
+    run's log folder (printed when the run has no logger). Input rates come from forward pre-hooks on
     every conv/linear layer during the test epoch (summed over DDP ranks); MACs and shapes from
     one forward pass of one sample. When fit starts it logs ``model/parameters`` and
     ``model/macs_per_step`` as hyperparameters to every logger. The model must be time-major
@@ -369,9 +369,9 @@ class EnergyEstimate(L.Callback):
             self._rule_printed = True
 
     def _per_layer(self, trainer: L.Trainer) -> str:
-        """Return the per-layer table, or where it was written when the run has a log folder."""
+        """Return the per-layer table, or where it was written when the run has a logger (and so a run folder)."""
         table = self.report.table()
-        if trainer.log_dir is None or not trainer.is_global_zero:
+        if not trainer.loggers or trainer.log_dir is None or not trainer.is_global_zero:
             return table
         path = Path(trainer.log_dir) / "energy_per_layer.txt"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ from .digits import load_digits
 from .event_transforms import EventsToFrames, FrameAugment, time_major_collate
 from .events import EventDataModule, split_recordings
 from .saccade_digits import SaccadeDigits
-from .static import StaticImageDataModule
+from .static import MixupCutmixCollate, StaticImageDataModule
 from .transforms import Cutout, cutout
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "EventDataModule",
     "EventsToFrames",
     "FrameAugment",
+    "MixupCutmixCollate",
     "SaccadeDigits",
     "StaticImageDataModule",
     "cutout",

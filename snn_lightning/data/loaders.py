@@ -26,8 +26,8 @@ class SplitDataModule(lightning.LightningDataModule):
     val_set: Dataset | None = None
     test_set: Dataset | None = None
 
-    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
-        """Return a dataloader over ``dataset`` with this module's batch and worker settings."""
+    def _loader(self, dataset: Dataset | None, shuffle: bool, collate_fn: Callable | None = None) -> DataLoader:
+        """Return a dataloader over ``dataset`` with this module's batch and worker settings (and ``collate_fn`` over its own)."""
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before its dataloaders are requested")
         return DataLoader(
@@ -37,7 +37,7 @@ class SplitDataModule(lightning.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
-            collate_fn=self.collate_fn,
+            collate_fn=collate_fn or self.collate_fn,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -12,10 +12,11 @@ from typing import Any, Literal, get_args
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.datasets import CIFAR10, CIFAR100, MNIST, FashionMNIST, ImageFolder
 from torchvision.datasets.folder import find_classes
 from torchvision.datasets.utils import download_and_extract_archive, download_url
+from torchvision.transforms import v2
 
 from ..errors import ConfigurationError, DatasetNotFoundError
 from .digits import load_digits
@@ -24,7 +25,7 @@ from .loaders import SplitDataModule
 from .splits import stratified_split
 from .transforms import StaticDataset, image_transform
 
-__all__ = ["StaticImageDataModule", "read_cifar"]
+__all__ = ["MixupCutmixCollate", "StaticImageDataModule", "read_cifar"]
 
 _NUM_CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100, "imagenet": 1000}
 _CIFAR = {"cifar10": ("CIFAR-10", CIFAR10), "cifar100": ("CIFAR-100", CIFAR100)}
@@ -68,6 +69,43 @@ class _TransformedSubset(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         image, label = self.source[int(self.indices[index])]
         return self.transform(image), label
+
+
+class MixupCutmixCollate:
+    """Batch training samples, then mix the batch by mixup or CutMix; return images and soft targets ``[B, classes]``.
+
+    mixup (Zhang et al., 2018) blends whole images, ``x = λ·x_i + (1−λ)·x_j``; CutMix (Yun et al.,
+    2019) pastes a box of ``x_j`` into ``x_i``, with ``λ`` the area kept from ``x_i``. Either way the
+    target is ``λ·onehot(y_i) + (1−λ)·onehot(y_j)``, ``λ ~ Beta(α, α)`` drawn once per batch and
+    ``j`` the neighbouring sample in the batch (torchvision's ``v2.MixUp`` and ``v2.CutMix``).
+    With both alphas above 0 each batch uses one of the two, chosen with probability 1/2 (timm's
+    ``switch_prob`` 0.5, as in the DeiT and FSTA-SNN ImageNet recipes). A module-level class, so
+    dataloader workers started by spawn can pickle it.
+    """
+
+    def __init__(self, num_classes: int, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0) -> None:
+        """
+        Args:
+            num_classes: number of classes, the width of the soft targets.
+            mixup_alpha: α of mixup's Beta(α, α); 0 turns mixup off.
+            cutmix_alpha: α of CutMix's Beta(α, α); 0 turns CutMix off.
+        """
+        mixers: list[v2.Transform] = []
+        if mixup_alpha > 0:
+            mixers.append(v2.MixUp(alpha=mixup_alpha, num_classes=num_classes))
+        if cutmix_alpha > 0:
+            mixers.append(v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes))
+        if not mixers:
+            raise ConfigurationError(
+                "MixupCutmixCollate needs mixup_alpha > 0 or cutmix_alpha > 0; "
+                "without mixing use PyTorch's default collate"
+            )
+        self.mix = mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
+
+    def __call__(self, samples: list[tuple[Tensor, int]]) -> tuple[Tensor, Tensor]:
+        """Return the mixed images ``[B, C, H, W]`` of ``samples`` and float32 soft targets ``[B, classes]``."""
+        images, labels = default_collate(samples)
+        return self.mix(images, labels)
 
 
 # torchvision's CIFAR10/CIFAR100 refuse any file whose md5 differs from the official one
@@ -287,6 +325,9 @@ class StaticImageDataModule(SplitDataModule):
     papers' main results, ImageNet for scale.
     Validation holds out ``val_fraction`` of the training set; ``val_fraction: 0`` validates
     on the test split instead, which is what the STAA-SNN and TSER-KD papers report.
+    With ``mixup_alpha`` or ``cutmix_alpha`` above 0 (ImageNet recipes of DeiT and FSTA-SNN: 0.8
+    and 1.0) training batches carry soft targets ``[B, classes]`` float32 instead of labels;
+    validation, test and predict batches are never mixed and keep integer labels.
     """
 
     def __init__(
@@ -303,6 +344,8 @@ class StaticImageDataModule(SplitDataModule):
         auto_augment: bool = False,
         cutout: int = 0,
         image_size: int = 224,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
         seed: int = 0,
     ) -> None:
         """
@@ -319,6 +362,8 @@ class StaticImageDataModule(SplitDataModule):
             auto_augment: add AutoAugment to training (CIFAR-10 policy for CIFAR, ImageNet policy for ImageNet; not for the grey datasets).
             cutout: side in pixels of the Cutout hole applied to training images; 0 turns Cutout off.
             image_size: side of the ImageNet crop in pixels; ignored by the other datasets.
+            mixup_alpha: α of mixup's Beta(α, α) (Zhang et al. 2018) on training batches, which then carry soft targets; 0 turns it off (ImageNet recipes: 0.8).
+            cutmix_alpha: α of CutMix's Beta(α, α) (Yun et al. 2019) on training batches; 0 turns it off (ImageNet recipes: 1.0); with mixup too, each batch uses one of the two at random.
             seed: seed of the train/validation split.
         """
         super().__init__()
@@ -340,6 +385,12 @@ class StaticImageDataModule(SplitDataModule):
             raise ConfigurationError(
                 f"data.val_fraction is {val_fraction}; set it in [0, 1) (0 validates on the test split)"
             )
+        for name, value in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
+            if not value >= 0:
+                raise ConfigurationError(
+                    f"data.{name} is {value}; set it >= 0 "
+                    "(0 turns it off; ImageNet recipes use 0.8 for mixup, 1.0 for CutMix)"
+                )
         if auto_augment and dataset in _GREY:
             raise ConfigurationError(
                 "data.auto_augment is true but AutoAugment's policies are for colour images; "
@@ -358,6 +409,8 @@ class StaticImageDataModule(SplitDataModule):
         self.auto_augment = auto_augment
         self.cutout = cutout
         self.image_size = image_size
+        self.mixup_alpha = mixup_alpha
+        self.cutmix_alpha = cutmix_alpha
         self.seed = seed
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
@@ -431,3 +484,12 @@ class StaticImageDataModule(SplitDataModule):
                 self.val_set = self.test_set
             else:
                 self.val_set = _TransformedSubset(source, val_indices, self._transform(train=False))
+
+    def train_dataloader(self) -> DataLoader:
+        """Return the shuffled, augmented training batches, mixed by mixup or CutMix when either alpha is above 0."""
+        if self.mixup_alpha == 0 and self.cutmix_alpha == 0:
+            return super().train_dataloader()
+        # The collate must reach the DataLoader's constructor: Lightning rebuilds loaders from their
+        # constructor arguments (e.g. to add a DistributedSampler under DDP).
+        collate = MixupCutmixCollate(self.num_classes, self.mixup_alpha, self.cutmix_alpha)
+        return self._loader(self.train_set, shuffle=True, collate_fn=collate)
