@@ -139,7 +139,7 @@ class PlotCallback(L.Callback):
             figures["membrane"] = plots.membrane_traces(neuron, currents, layer=layer)
         elif not self._warned:
             rank_zero_warn(
-                f"PlotCallback skips the membrane plot: {layer} is a {type(neuron).__name__}, whose equations "
+                f"PlotCallback skips the membrane plot: {layer} is of type {type(neuron).__name__}, whose equations "
                 f"differ from LIF/PLIF/IF; set layer to a LIF, PLIF or IF layer to see it"
             )
             self._warned = True

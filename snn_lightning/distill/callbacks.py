@@ -177,7 +177,7 @@ class ClassicalKD(KDCallback):
 class TSERKD(KDCallback):
     """TSER (Yu et al., CVPR 2025): CE and KL on every time step's logits, minus an entropy regulariser.
 
-    Terms: ``ce = (1−α)·CE_ts``, ``kd = α·KL_ts``, ``entropy = −λ·H_ts`` (``papers/TSER-KD.md``).
+    Terms: ``ce = (1−α)·CE_ts``, ``kd = α·KL_ts``, ``entropy = −λ·H_ts`` (TSER, arXiv 2503.03144).
     The teacher's logits are the target of every step, so no step leans on the time average.
     """
 

@@ -2,7 +2,7 @@
 
 Student logits ``s`` are ``[T, B, C]``, teacher logits ``t`` are ``[B, C]``, targets ``y`` are ``[B]``;
 every loss returns a float32 scalar. Half-precision inputs (bf16, fp16) are computed in float32, and
-the teacher's tensors are targets: no gradient flows into them. Formulas: ``papers/TSER-KD.md``.
+the teacher's tensors are targets: no gradient flows into them. Formulas: TSER (Yu et al., CVPR 2025, arXiv 2503.03144).
 
 The ``*_terms`` functions return the weighted terms of a combined loss by name (``ce``, ``kd``,
 ``entropy``), so a training loop can log each one; the matching ``*_loss`` is their sum.

@@ -18,8 +18,9 @@ __all__ = ["TeacherCheckpointError", "build_teacher", "load_teacher", "teacher_s
 # ANNClassifier keeps its ResNet under this attribute, so its state_dict keys start with it.
 _PREFIX = "network."
 _FIX = (
-    "set model.init_args.teacher_checkpoint to the teacher's checkpoint, e.g. written by "
-    "`snn-lightning fit --config configs/ann_resnet34_cifar100.yaml`"
+    "set model.init_args.teacher_checkpoint to the teacher's checkpoint, written by fitting the teacher "
+    "config your KD config's header names (configs/quickstart_kd_teacher.yaml for the digits, "
+    "quickstart_fashion_teacher.yaml for Fashion-MNIST, ann_resnet34_cifar100.yaml for CIFAR-100)"
 )
 
 

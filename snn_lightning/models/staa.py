@@ -10,10 +10,10 @@ BN, plus the residual) it computes
 
 Attention acts on currents only, never on spikes, so the layer still emits binary spikes and the
 next layer stays spike-driven; the attention itself computes on real values (MACs). The exact
-equations are not public; the choices below follow ``papers/STAA-SNN.md`` ([hyp] there). Every
-part starts as the identity (zero-initialised last layer), so an untrained STAA network equals
-its backbone, and every part is causal in time, so evaluating at fewer steps gives exactly the
-first steps of the longer run.
+equations are not public (STAA-SNN, arXiv 2503.02689); the choices below are this framework's
+working hypothesis. Every part starts as the identity (zero-initialised last layer), so an
+untrained STAA network equals its backbone, and every part is causal in time, so evaluating at
+fewer steps gives exactly the first steps of the longer run.
 
 ``STAA`` is the template a network takes as its ``neuron``: it builds one ``STAALIF`` per layer
 for that layer's channel count, with each part switched on or off by a flag (the paper's ablation).
