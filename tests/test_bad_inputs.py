@@ -1,5 +1,6 @@
 """Mistakes a user can make: each gives one `error:` line naming the thing and the fix, exit status 2, no traceback."""
 
+import pickle
 import shutil
 from collections import namedtuple
 
@@ -13,11 +14,13 @@ from snn_lightning.callbacks.safety import NaNGuard
 from snn_lightning.cli import SNNLightningCLI, main
 from snn_lightning.errors import ConfigurationError, NonFiniteLossError
 from snn_lightning.models import ANN_ARCHITECTURES, spiking_resnet20
+from test_data_static import TouchesMarker, write_cifar
 
 QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
 KD = str(REPO / "configs" / "quickstart_kd.yaml")
 TINY = ["--model.width_multiplier", "0.25", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
         "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]
+CIFAR = ["--data.dataset", "cifar10", "--model.width_multiplier", "0.25"]
 
 
 class Pickled:
@@ -43,6 +46,13 @@ def files(tmp_path_factory):
         torch.save(ANN_ARCHITECTURES["resnet18"](num_classes=classes, in_channels=1, stem="cifar").state_dict(), folder / name)
     torch.save({"conv1.weight": Pickled()}, folder / "teacher_pickled.pt")
     (folder / "imagenet" / "train").mkdir(parents=True)
+    for name in ("cifar_truncated", "cifar_pickled"):
+        write_cifar(folder / name, "cifar10", 4)
+    batch = folder / "cifar_truncated" / "cifar-10-batches-py" / "data_batch_2"
+    batch.write_bytes(batch.read_bytes()[:500])
+    (folder / "cifar_pickled" / "cifar-10-batches-py" / "data_batch_1").write_bytes(
+        pickle.dumps({"data": TouchesMarker(folder / "marker")}, protocol=4)
+    )
     return folder
 
 
@@ -112,6 +122,18 @@ CASES = [
                                             "--model.width_multiplier", "0.5"],
      ["last.ckpt does not fit the configured model", "tensors differ in shape",
       "network.stem.0.module.weight: [8, 1, 3, 3] in the checkpoint, [16, 1, 3, 3] in the model", "config.yaml"]),
+    ("negative learning rate", ["fit", "--config", QUICKSTART, *TINY, "--model.optimizer.lr", "-0.1"],
+     ["a setting of model.optimizer is out of range (Invalid learning rate: -0.1)",
+      "fix it in model.optimizer.init_args"]),
+    ("CIFAR root that is a file", ["fit", "--config", QUICKSTART, *CIFAR, "--data.root", "{files}/a_file"],
+     ["data.root", "a_file is a file, not a folder; set data.init_args.root to the folder holding the dataset"]),
+    ("CIFAR batch truncated", ["fit", "--config", QUICKSTART, *CIFAR, "--data.root", "{files}/cifar_truncated"],
+     ["cifar_truncated/cifar-10-batches-py/data_batch_2 is not a CIFAR batch (pickle data was truncated)",
+      "delete", "and run again with data.init_args.download: true"]),
+    ("CIFAR batch holding a pickled object",
+     ["fit", "--config", QUICKSTART, *CIFAR, "--data.root", "{files}/cifar_pickled"],
+     ["cifar_pickled/cifar-10-batches-py/data_batch_1 is not a CIFAR batch",
+      "names the Python object pathlib.Path.touch", "nothing in it was run"]),
     ("log folder inside a file", ["fit", "--config", QUICKSTART, "--trainer.default_root_dir", "{files}/a_file/logs"],
      ["a_file/logs cannot be created", "a_file is a file; change trainer.default_root_dir"]),
     ("log folder not writable", ["fit", "--config", QUICKSTART, "--trainer.default_root_dir", "/proc/snn-logs"],
@@ -133,6 +155,7 @@ def test_bad_input_gives_one_clear_error(case, args, fragments, files, request, 
     for fragment in fragments:
         assert fragment in lines[0]
     assert not (in_tmp_dir / "logs" / "quickstart" / "checkpoints").exists(), "a failed start writes no checkpoint"
+    assert not (files / "marker").exists(), "a data file's payload never runs"
 
 
 def test_a_full_disk_is_reported_before_the_first_epoch(capsys, in_tmp_dir, monkeypatch):

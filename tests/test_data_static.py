@@ -253,6 +253,107 @@ def test_missing_cifar_names_the_path_and_the_fix(tmp_path: Path, dataset: str, 
     assert f"set data.init_args.download: true, or place {folder}/" in message and f"under {tmp_path}" in message
 
 
+class Python2Array:
+    """A uint8 array pickled as Python 2 and numpy 1 wrote the official batches: byte strings as latin-1 str."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def __reduce__(self):
+        reconstruct, (subtype, shape, code), state = self.array.__reduce__()
+        return reconstruct, (subtype, shape, code.decode("latin1")), (*state[:4], state[4].decode("latin1"))
+
+
+class TouchesMarker:
+    """An object whose unpickling would create the file ``marker``: code a CIFAR batch must not run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_cifar_reads_batches_pickled_by_python2_and_numpy1(tmp_path: Path) -> None:
+    images = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    payload = pickle.dumps({"data": Python2Array(images), "labels": [3, 7]}, protocol=2)
+    payload = payload.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")  # numpy 1's module name
+    (tmp_path / "data_batch_1").write_bytes(payload)
+    read_images, labels = static.read_cifar(tmp_path, ["data_batch_1"])
+    assert np.array_equal(read_images, images.reshape(2, 3, 32, 32)) and labels.tolist() == [3, 7]
+
+
+def test_cifar_batch_naming_another_object_is_refused_without_running_it(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    batch = {"data": np.zeros((1, 3072), np.uint8), "labels": [0], "note": TouchesMarker(marker)}
+    (tmp_path / "data_batch_1").write_bytes(pickle.dumps(batch, protocol=4))
+    with pytest.raises(DatasetNotFoundError) as error:
+        static.read_cifar(tmp_path, ["data_batch_1"])
+    assert not marker.exists()
+    assert str(error.value) == (
+        f"{tmp_path / 'data_batch_1'} is not a CIFAR batch (it names the Python object pathlib.Path.touch, which a "
+        f"CIFAR batch never holds, so nothing in it was run); delete {tmp_path} and run again with "
+        f"data.init_args.download: true to download it afresh"
+    )
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        ("truncated", "(pickle data was truncated)"),
+        ("not a pickle", "(invalid load key, 'n'.)"),
+        ("persistent id", "(A load persistent id instruction was encountered, but no persistent_load"),
+        ("not a dict", "expected a dict of uint8 'data' rows of 3072 values"),
+        ("float images", "expected a dict of uint8 'data' rows of 3072 values"),
+        ("labels missing", "as many integer 'labels' or 'fine_labels'"),
+        ("labels fewer than images", "as many integer 'labels' or 'fine_labels'"),
+    ],
+)
+def test_damaged_cifar_batch_names_the_file(tmp_path: Path, damage: str, named: str) -> None:
+    write_cifar(tmp_path, "cifar10", 4)
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    batch = {"data": np.zeros((4, 3072), np.uint8), "labels": [0, 1, 2, 3]}
+    payload = {
+        "truncated": path.read_bytes()[:500],
+        "not a pickle": b"not a pickle",
+        "persistent id": b"\x89PNG\r\n",
+        "not a dict": pickle.dumps([batch]),
+        "float images": pickle.dumps({**batch, "data": np.zeros((4, 3072))}),
+        "labels missing": pickle.dumps({"data": batch["data"]}),
+        "labels fewer than images": pickle.dumps({**batch, "labels": [0, 1]}),
+    }[damage]
+    path.write_bytes(payload)
+    data = StaticImageDataModule(dataset="cifar10", root=str(tmp_path))
+    with pytest.raises(DatasetNotFoundError) as error:
+        data.setup("fit")
+    message = str(error.value)
+    assert message.startswith(f"{path} is not a CIFAR batch ") and named in message
+    assert message.endswith(
+        f"delete {path.parent} and run again with data.init_args.download: true to download it afresh"
+    )
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "mnist", "imagenet"])
+@pytest.mark.parametrize("inside", [False, True])
+def test_root_that_is_a_file_names_it_whatever_download_says(tmp_path: Path, dataset: str, inside: bool) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    root = a_file / "data" if inside else a_file
+    where = f"lies inside {a_file}, a file" if inside else "is a file"
+    expected = re.escape(f"data.root {root} {where}, not a folder; set data.init_args.root to the folder holding")
+    for download in (False, True):
+        data = StaticImageDataModule(dataset=dataset, root=str(root), download=download)
+        with pytest.raises(ConfigurationError, match=f"^{expected}"):
+            data.prepare_data()
+            data.setup("fit")
+    assert a_file.read_text() == "not a folder"
+
+
+def test_digits_ignore_the_root(tmp_path: Path) -> None:
+    (tmp_path / "a_file").write_text("not a folder")
+    StaticImageDataModule(root=str(tmp_path / "a_file"), download=True).setup("fit")
+
+
 def test_failed_download_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def unreachable(url: str, download_root: str, **_: object) -> None:
         (Path(download_root) / "cifar-10-python.tar.gz").write_bytes(b"partial")

@@ -108,23 +108,70 @@ class MixupCutmixCollate:
         return self.mix(images, labels)
 
 
+# The globals a CIFAR batch needs: numpy arrays (numpy 1 and 2 module names, pickle protocols 2 to 5)
+# and the bytes helper Python 3 writes at protocol 2. Any other global could run code while loading.
+_CIFAR_GLOBALS = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),
+}
+_CIFAR_ROW = 3 * 32 * 32
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickler that builds dicts, lists, strings and numpy arrays only, and refuses every other global."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        """Return the global ``module.name`` if a CIFAR batch may hold it; raise UnpicklingError otherwise."""
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"it names the Python object {module}.{name}, which a CIFAR batch never holds, so nothing in it was run"
+            )
+        return super().find_class(module, name)
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(images, labels)`` of one CIFAR batch file, or raise DatasetNotFoundError naming it."""
+    damaged = f"delete {path.parent} and run again with data.init_args.download: true to download it afresh"
+    with open(path, "rb") as file:
+        try:
+            batch = _CifarUnpickler(file, encoding="latin1").load()
+        # Damaged bytes fail in many ways (UnpicklingError, EOFError, UnicodeDecodeError, MemoryError, ...).
+        except Exception as error:
+            reason = " ".join(str(error).split()) or type(error).__name__  # one line, even for MemoryError()
+            raise DatasetNotFoundError(f"{path} is not a CIFAR batch ({reason}); {damaged}") from error
+    data = batch.get("data") if isinstance(batch, dict) else None
+    labels = batch.get("labels", batch.get("fine_labels")) if isinstance(batch, dict) else None
+    if (
+        isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == _CIFAR_ROW
+        and isinstance(labels, list) and len(labels) == len(data) and all(isinstance(label, int) for label in labels)
+    ):
+        return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
+    raise DatasetNotFoundError(
+        f"{path} is not a CIFAR batch (expected a dict of uint8 'data' rows of {_CIFAR_ROW} values and as many "
+        f"integer 'labels' or 'fine_labels'); {damaged}"
+    )
+
+
 # torchvision's CIFAR10/CIFAR100 refuse any file whose md5 differs from the official one
 # (`_check_integrity` in 0.29 hashes every batch on each construction), so files written by
 # tests, or re-packed copies, cannot be loaded through them. We read the same pickle format
-# ourselves and use torchvision only for the URL, archive md5 and file names.
+# ourselves, with an unpickler that refuses anything but arrays, and use torchvision only for
+# the URL, archive md5 and file names.
 def read_cifar(folder: str | os.PathLike[str], files: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(images, labels)`` from CIFAR pickle batches: uint8 ``[N, 3, 32, 32]`` and int64 ``[N]``.
 
     Each file is a pickled dict with ``data`` (uint8 rows of 3072 = R, G, B planes of 32x32) and
     ``labels`` (CIFAR-10) or ``fine_labels`` (CIFAR-100), as in the official python archives.
+    A file that is truncated, holds anything else, or names any Python object but numpy's array
+    builders raises DatasetNotFoundError naming it; nothing in the file is run.
     """
-    images, labels = [], []
-    for name in files:
-        with open(Path(folder) / name, "rb") as file:
-            batch = pickle.load(file, encoding="latin1")
-        images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.extend(batch["labels"] if "labels" in batch else batch["fine_labels"])
-    return np.concatenate(images), np.asarray(labels, dtype=np.int64)
+    batches = [_read_cifar_batch(Path(folder) / name) for name in files]
+    return np.concatenate([images for images, _ in batches]), np.concatenate([labels for _, labels in batches])
 
 
 def _cifar_files(dataset: str, train: bool) -> list[str]:
@@ -427,8 +474,19 @@ class StaticImageDataModule(SplitDataModule):
         return 1 if self.dataset in _GREY else 3
 
     def _root(self) -> Path:
-        """Return ``root`` as an absolute path, so error messages name exactly where data was looked for."""
-        return Path(self.root).expanduser().absolute()
+        """Return ``root`` as an absolute path, so error messages name exactly where data was looked for.
+
+        Raises ConfigurationError when ``root`` is a file or lies inside one, which no download can fix.
+        """
+        root = Path(self.root).expanduser().absolute()
+        existing = next(path for path in (root, *root.parents) if path.exists())
+        if not existing.is_dir():
+            where = "is a file" if existing == root else f"lies inside {existing}, a file"
+            raise ConfigurationError(
+                f"data.root {root} {where}, not a folder; set data.init_args.root to the folder holding "
+                f"the dataset (download: true creates a missing one)"
+            )
+        return root
 
     def prepare_data(self) -> None:
         """Download CIFAR or (Fashion-)MNIST into ``root`` when ``download`` is on and files are missing (runs on one process)."""
@@ -441,10 +499,10 @@ class StaticImageDataModule(SplitDataModule):
 
     def _source(self, train: bool) -> tuple[Dataset, np.ndarray]:
         """Return the untransformed train or test split and its labels."""
-        root = self._root()
         if self.dataset == "digits":
             images, labels = load_digits("train" if train else "test")
             return _TensorImages(torch.from_numpy(images), labels), labels
+        root = self._root()
         if self.dataset == "imagenet":
             train_folder, val_folder = _imagenet_folders(root)
             path = train_folder if train else val_folder

@@ -107,7 +107,16 @@ class ClassifierModule(L.LightningModule):
         """Return the configured optimizer over ``parameters`` (SGD lr 0.1, momentum 0.9, weight decay 5e-4 unless configured)."""
         if self.optimizer_factory is None:
             return torch.optim.SGD(parameters, lr=0.1, momentum=0.9, weight_decay=5e-4)
-        return self.optimizer_factory(parameters)
+        try:
+            return self.optimizer_factory(parameters)
+        except ValueError as error:
+            # torch's optimizers refuse out-of-range settings with "Invalid learning rate: -0.1" and the like.
+            if not str(error).startswith("Invalid "):
+                raise
+            raise ConfigurationError(
+                f"a setting of model.optimizer is out of range ({error}); fix it in model.optimizer.init_args, "
+                f"e.g. lr >= 0 (0.1 for SGD), weight_decay >= 0"
+            ) from error
 
     @property
     def lr(self) -> float:
