@@ -7,15 +7,21 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 SNN := $(VENV)/bin/snn-lightning
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+# The default torch wheel is the CUDA build (about 3 GB of its 6 GB .venv is NVIDIA libraries); on a
+# machine without a GPU, `make install TORCH_INDEX=https://download.pytorch.org/whl/cpu` takes the
+# CPU-only wheel of the same release from PyTorch's index instead (untried on the team's machines,
+# which have no route to it).
+TORCH_INDEX ?=
+PIP_INDEX := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple)
 INSTALLED := $(VENV)/.installed
 
-.PHONY: quickstart quickstart-fashion test install clean
+.PHONY: quickstart quickstart-fashion quickstart-staa quickstart-dvs quickstart-kd notebooks test install clean distclean
 
 install: $(INSTALLED)
 
 $(INSTALLED): pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check $(TORCH_PINS) -e ".[dev]"
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check $(PIP_INDEX) $(TORCH_PINS) -e ".[dev]"
 	touch $(INSTALLED)
 
 quickstart: $(INSTALLED)
@@ -27,8 +33,30 @@ quickstart-fashion: $(INSTALLED)
 	$(SNN) fit --config configs/quickstart_fashion.yaml
 	$(SNN) test --config configs/quickstart_fashion.yaml --ckpt_path best
 
+quickstart-staa: $(INSTALLED)
+	$(SNN) fit --config configs/quickstart_staa.yaml
+	$(SNN) test --config configs/quickstart_staa.yaml --ckpt_path best
+
+quickstart-dvs: $(INSTALLED)
+	$(SNN) fit --config configs/quickstart_dvs.yaml
+	$(SNN) test --config configs/quickstart_dvs.yaml --ckpt_path best
+
+# The ANN teacher first, then the TSER student that reads it.
+quickstart-kd: $(INSTALLED)
+	$(SNN) fit --config configs/quickstart_kd_teacher.yaml
+	$(SNN) fit --config configs/quickstart_kd.yaml
+	$(SNN) test --config configs/quickstart_kd.yaml --ckpt_path best
+
+# Re-execute every notebook at full length and store its outputs (run after changing the code they show).
+notebooks: $(INSTALLED)
+	for notebook in notebooks/*.ipynb; do $(VENV)/bin/jupyter execute --inplace "$$notebook" || exit 1; done
+
 test: $(INSTALLED)
 	$(PYTHON) -m pytest -q
 
+# Run outputs; distclean also removes downloaded data and the virtual environment.
 clean:
-	rm -rf logs lightning_logs .pytest_cache
+	rm -rf logs lightning_logs .pytest_cache *.nir
+
+distclean: clean
+	rm -rf data $(VENV)
