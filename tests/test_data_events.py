@@ -1,11 +1,15 @@
-"""Event data: N-MNIST, DVS128 Gesture and CIFAR10-DVS files written in their real formats, saccade digits, caching."""
+"""Event data: N-MNIST, DVS128 Gesture and CIFAR10-DVS files written in their real formats, saccade digits, caching, fewer steps."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import shutil
 import urllib.error
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 import tonic
@@ -15,11 +19,14 @@ import torch
 from numpy.lib.recfunctions import structured_to_unstructured
 
 from conftest import REPO
+from snn_lightning.callbacks import PerStepAccuracy
 from snn_lightning.cli import SNNLightningCLI
 from snn_lightning.data import EventDataModule, EventsToFrames, SaccadeDigits, split_recordings
 from snn_lightning.data import events as events_module
 from snn_lightning.data.events import CorruptRecordingError, frame_cache_name
 from snn_lightning.errors import ConfigurationError, DatasetNotFoundError
+from snn_lightning.modules import SNNClassifier
+from snn_lightning.neurons import LIF
 
 NMNIST_DTYPE = tonic.datasets.NMNIST.dtype
 GESTURE_DTYPE = tonic.datasets.DVSGesture.dtype
@@ -248,6 +255,61 @@ def test_cache_folder_changes_with_every_frame_setting(nmnist_root):
     assert len(list((root / "frames_cache").iterdir())) == 2
 
 
+def test_recording_replaced_by_same_size_and_time_gets_new_frames(nmnist_root):
+    root, written = nmnist_root
+    nmnist_module(root).setup("test")
+    (old_folder,) = (root / "frames_cache").iterdir()
+    first = sorted((root / "NMNIST" / "Test").rglob("*.bin"))[0]
+    before = first.stat()
+    replacement = random_events(np.random.default_rng(1), len(written["Test"][0]), 34, 34, NMNIST_DTYPE)
+    write_nmnist_bin(first, replacement)
+    os.utime(first, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (first.stat().st_size, first.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    data = nmnist_module(root)
+    data.setup("test")
+    assert Path(data.test_set.frames.cache_path) != old_folder
+    reference = tonic.transforms.ToFrame(sensor_size=(34, 34, 2), n_event_bins=5)
+    np.testing.assert_array_equal(clips(data.test_set)[0], reference(replacement))
+
+
+def test_dataset_copied_without_its_times_keeps_its_cache(nmnist_root, tmp_path_factory, caplog):
+    root, _ = nmnist_root
+    for path in (root / "NMNIST").rglob("*.bin"):
+        os.utime(path, (1e9, 1e9))  # 2001: a copy made now cannot have the same times
+    nmnist_module(root).setup("test")
+    (folder,) = (root / "frames_cache").iterdir()
+    copy = tmp_path_factory.mktemp("scratch")
+    shutil.copytree(root / "NMNIST", copy / "NMNIST", copy_function=shutil.copy)  # cp without -p: new mtimes
+    assert all(path.stat().st_mtime > 1e9 for path in (copy / "NMNIST").rglob("*.bin"))
+    data = nmnist_module(copy, cache_dir=str(root / "frames_cache"))
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        data.setup("test")
+    assert Path(data.test_set.frames.cache_path) == folder
+    assert list((root / "frames_cache").iterdir()) == [folder]
+    assert "caching the frames" not in caplog.text
+
+
+def test_recordings_identity_is_deterministic_and_hashes_both_ends_of_each_file(nmnist_root, tmp_path):
+    root, _ = nmnist_root
+    identity = nmnist_module(root)._recordings("test").identity()
+    assert identity == nmnist_module(root)._recordings("test").identity()
+    first = sorted((root / "NMNIST" / "Test").rglob("*.bin"))[0]
+    content = first.read_bytes()  # a small file is hashed whole
+    digest = hashlib.blake2b(content, digest_size=16).hexdigest()
+    assert identity.splitlines()[0] == f"Test/0/00000.bin {len(content)} {digest}"
+    # A large file: its first and last blocks count, its middle does not.
+    large = tmp_path / "large.bin"
+    data = bytearray(os.urandom(3 * 64 * 1024))
+    large.write_bytes(data)
+    fingerprint = events_module._file_fingerprint(str(large))
+    for position, counts in ((0, True), (len(data) // 2, False), (len(data) - 1, True)):
+        changed = data.copy()
+        changed[position] ^= 0xFF
+        large.write_bytes(changed)
+        assert (events_module._file_fingerprint(str(large)) != fingerprint) == counts, position
+
+
 def test_interrupted_cache_write_leaves_no_sample_and_resumes(nmnist_root, monkeypatch):
     root, written = nmnist_root
     real_save = events_module.save_to_disk_cache
@@ -299,7 +361,7 @@ def test_augmentation_differs_between_epochs_in_train_and_is_absent_in_validatio
     torch.manual_seed(0)
     first, second = clips(data.train_set), clips(data.train_set)
     assert any(not np.array_equal(a, b) for a, b in zip(first, second))
-    cached = data._frames("train")
+    cached = data._frames("train", data.time_steps)
     for position, index in enumerate(data.train_set.indices):
         assert first[position].sum() > 0
         assert not np.array_equal(first[position], cached[int(index)][0]) or not np.array_equal(
@@ -375,6 +437,111 @@ def test_bad_settings_are_clear_errors():
         EventDataModule(drop_event=1.0)
 
 
+# ---------------------------------------------------------------- evaluating at fewer steps
+
+
+@pytest.fixture(scope="module")
+def digits_root(tmp_path_factory) -> Path:
+    """A folder whose saccade-digit frame caches the tests below share."""
+    return tmp_path_factory.mktemp("digits")
+
+
+def digits_test_split(root: Path, **kwargs) -> EventDataModule:
+    data = EventDataModule(root=str(root), val_fraction=0.0, augment=False, **kwargs)
+    data.setup("test")
+    return data
+
+
+def test_truncate_feeds_the_first_frames_of_the_trained_binning(digits_root):
+    trained = digits_test_split(digits_root, time_steps=4)
+    fewer = digits_test_split(digits_root, time_steps=2, binning_steps=4)
+    assert fewer.fewer_steps == "truncate"
+    assert Path(fewer.test_set.frames.cache_path).name.startswith("digits_saccades-test-n_event_bins4-")
+    for index in (0, 1, 200):
+        (clip, label), (full, full_label) = fewer.test_set[index], trained.test_set[index]
+        assert clip.shape == (2, 2, 22, 22) and label == full_label
+        np.testing.assert_array_equal(clip.numpy(), full[:2].numpy())
+
+
+def test_rebin_bins_the_whole_recording_into_fewer_frames(digits_root):
+    trained = digits_test_split(digits_root, time_steps=4)
+    rebinned = digits_test_split(digits_root, time_steps=2, fewer_steps="rebin", binning_steps=4)
+    assert Path(rebinned.test_set.frames.cache_path).name.startswith("digits_saccades-test-n_event_bins2-")
+    to_frame = tonic.transforms.ToFrame(sensor_size=SaccadeDigits.sensor_size, n_event_bins=2)
+    recordings = SaccadeDigits(train=False)
+    for index in (0, 1, 200):
+        clip, full = rebinned.test_set[index][0].numpy(), trained.test_set[index][0].numpy()
+        np.testing.assert_array_equal(clip, to_frame(recordings[index][0]))
+        assert not np.array_equal(clip, full[:2])
+        # Each frame spans two trained ones; bins of floor(N / T) events move at most 4 events across the edges.
+        assert np.abs(clip - full.reshape(2, 2, *full.shape[1:]).sum(axis=1)).sum() <= 4
+
+
+def tiny_snn(time_steps: int) -> SNNClassifier:
+    # A low threshold keeps the briefly trained network firing on the sparse random events.
+    return SNNClassifier("resnet_mini", num_classes=10, in_channels=2, time_steps=time_steps, neuron=LIF(v_threshold=0.2))
+
+
+def tiny_trainer(root: Path, **kwargs) -> L.Trainer:
+    options = dict(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    return L.Trainer(default_root_dir=root, callbacks=[PerStepAccuracy()], enable_model_summary=False, **options, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def trained_at_4(tmp_path_factory) -> tuple[Path, Path, float]:
+    """N-MNIST files, the checkpoint of a tiny SNN fitted at T=4, and the test/acc_t2 of its T=4 test."""
+    L.seed_everything(0)
+    root = tmp_path_factory.mktemp("nmnist")
+    write_nmnist(root, {"Train": 9, "Test": 30})
+    data, model = nmnist_module(root, time_steps=4, frame_size=11), tiny_snn(4)
+    trainer = tiny_trainer(root, max_epochs=1)
+    trainer.fit(model, datamodule=data)
+    trainer.save_checkpoint(root / "t4.ckpt")
+    (metrics,) = trainer.test(model, datamodule=data)
+    # The answer changes over the steps, so test/acc matching acc_t2 below singles out the first 2 frames.
+    assert metrics["test/acc_t2"] != metrics["test/acc_t4"]
+    return root, root / "t4.ckpt", metrics["test/acc_t2"]
+
+
+def test_checkpoint_tested_at_fewer_steps_truncates_its_trained_frames_by_default(trained_at_4, caplog):
+    root, checkpoint, acc_t2 = trained_at_4
+    data = nmnist_module(root, time_steps=2, frame_size=11)
+    with caplog.at_level(logging.INFO):
+        (metrics,) = tiny_trainer(root).test(tiny_snn(2), datamodule=data, ckpt_path=checkpoint)
+    assert data.fewer_steps == "truncate" and data.trained_binning == 4
+    assert metrics["test/acc"] == acc_t2
+    assert caplog.text.count("evaluating the first 2 of 4 trained frames (truncate)") == 1
+    trained = nmnist_module(root, time_steps=4, frame_size=11)
+    trained.setup("test")
+    for clip, full in zip(clips(data.test_set), clips(trained.test_set)):
+        np.testing.assert_array_equal(clip, full[:2])
+
+
+def test_checkpoint_tested_with_rebin_sees_each_recording_binned_into_fewer_frames(trained_at_4, caplog):
+    root, checkpoint, _ = trained_at_4
+    data = nmnist_module(root, time_steps=2, frame_size=11, fewer_steps="rebin")
+    with caplog.at_level(logging.INFO):
+        tiny_trainer(root).test(tiny_snn(2), datamodule=data, ckpt_path=checkpoint)
+    assert "evaluating each recording re-binned into 2 frames, trained on 4 (rebin)" in caplog.text
+    truncated = nmnist_module(root, time_steps=2, frame_size=11, binning_steps=4)
+    truncated.setup("test")
+    assert Path(data.test_set.frames.cache_path).name.startswith("nmnist-test-n_event_bins2-")
+    assert not all(np.array_equal(a, b) for a, b in zip(clips(data.test_set), clips(truncated.test_set)))
+
+
+def test_more_steps_than_the_trained_binning_under_truncate_is_a_clear_error(trained_at_4):
+    root, checkpoint, _ = trained_at_4
+    data = nmnist_module(root, time_steps=6, frame_size=11)
+    expected = (
+        r"data.time_steps is 6 \(linked from model.time_steps\) but the recordings are binned into 4 frames "
+        r"\(the checkpoint's trained binning\).*--model.time_steps 4 or less, or --data.fewer_steps rebin"
+    )
+    with pytest.raises(ConfigurationError, match=expected):
+        tiny_trainer(root).test(tiny_snn(6), datamodule=data, ckpt_path=checkpoint)
+    with pytest.raises(ConfigurationError, match=r"binned into 3 frames \(data.binning_steps, "):
+        nmnist_module(root, time_steps=4, binning_steps=3).setup("test")
+
+
 # ---------------------------------------------------------------- saccade digits
 
 
@@ -404,8 +571,6 @@ def test_saccade_digits_module_needs_no_files(tmp_path):
 
 @pytest.mark.slow
 def test_quickstart_dvs_reaches_90_percent_test_accuracy(in_tmp_dir):
-    import lightning as L
-
     config = str(REPO / "configs" / "quickstart_dvs.yaml")
     modes = {"model_class": L.LightningModule, "datamodule_class": L.LightningDataModule}
     modes |= {"subclass_mode_model": True, "subclass_mode_data": True}

@@ -45,6 +45,8 @@ __all__ = [
 
 EventDataset = Literal["digits_saccades", "nmnist", "dvsgesture", "cifar10dvs", "ncaltech101"]
 SplitRule = Literal["official", "first_90", "random_90", "first_100_test"]
+# How an evaluation at fewer time steps than trained gets its frames.
+FewerSteps = Literal["truncate", "rebin"]
 SPLIT_DESCRIPTIONS = {
     "official": "the dataset's own train/test split",
     "first_90": "per class, the first 90 % of recordings in file-name order train, the last 10 % test",
@@ -54,6 +56,8 @@ SPLIT_DESCRIPTIONS = {
 # Bumped whenever the frames computed from the same settings change, so old caches are not read.
 CACHE_FORMAT = 1
 _BIN_EVENT_BYTES = 5  # N-MNIST / N-Caltech101 .bin files: 40 bits per event
+# Bytes hashed at each end of a recording for the cache key: whole files up to twice this.
+_FINGERPRINT_BLOCK = 64 * 1024
 
 
 class CorruptRecordingError(SNNLightningError, OSError):
@@ -153,6 +157,26 @@ DATASETS: dict[str, _DatasetInfo] = {
 }
 
 
+def _file_fingerprint(path: str, block: int = _FINGERPRINT_BLOCK) -> str:
+    """Return ``"<size> <blake2b>"`` of a file, hashing its first and last ``block`` bytes (all of it when small).
+
+    The fingerprint reads only the content, never the modification time, so a copy (``cp``
+    without ``-p``, rsync, a fresh download) has the same fingerprint and a replaced file a new
+    one, even when it has the same size and time. A change confined to the middle of a file
+    larger than ``2 * block`` is missed; event recordings are replaced whole, not edited.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if size <= 2 * block:
+            digest.update(file.read())
+        else:
+            digest.update(file.read(block))
+            file.seek(size - block)
+            digest.update(file.read(block))
+    return f"{size} {digest.hexdigest()}"
+
+
 def _part_arguments(part: str) -> dict[str, Any]:
     """Return the tonic constructor arguments selecting ``part``."""
     return {} if part == "all" else {"train": part == "train"}
@@ -192,13 +216,31 @@ class EventRecordings(Dataset):
                 )
             targets = [classes.index(name) for name in targets]
         self.labels = np.asarray(targets, dtype=np.int64)
+        self._identity: str | None = None
 
     def identity(self) -> str:
-        """Return text that changes when the recordings do: file names and sizes, or the generator's settings."""
-        if self.files is None:
-            return repr(self.source)
+        """Return text that changes when the recordings do: file names and contents, or the generator's settings.
+
+        Each file contributes its path and :func:`_file_fingerprint` (up to 128 KiB read per file),
+        computed once per instance.
+        """
+        if self._identity is None:
+            self._identity = repr(self.source) if self.files is None else self._files_identity()
+        return self._identity
+
+    def _files_identity(self) -> str:
+        """Return one line per file: its path under the dataset folder and its fingerprint."""
         root = self.source.location_on_system
-        return "\n".join(f"{os.path.relpath(path, root)} {os.path.getsize(path)}" for path in self.files)
+        lines = []
+        for path in self.files:
+            try:
+                lines.append(f"{os.path.relpath(path, root)} {_file_fingerprint(path)}")
+            except OSError as error:
+                raise CorruptRecordingError(
+                    f"cannot read {self.title} recording {path} to check the frame cache against it: "
+                    f"{error.strerror or error}; make it readable, or delete it"
+                ) from error
+        return "\n".join(lines)
 
     def __len__(self) -> int:
         return len(self.order)
@@ -341,8 +383,10 @@ def frame_cache_name(dataset: str, part: str, to_frames: EventsToFrames, identit
     """Return the cache folder name: every setting that changes the frames, and a hash of the recordings.
 
     The split is not in the name because frames are cached per recording of a dataset part, so
-    every split rule reads the same files; the hash covers the file names and sizes (or the
-    generator's settings) and ``CACHE_FORMAT``, so a changed dataset never reads stale frames.
+    every split rule reads the same files; the hash covers the file names and contents (size and
+    the hash of each file's first and last 64 KiB, see :func:`_file_fingerprint`, or the
+    generator's settings) and ``CACHE_FORMAT``, so a changed dataset never reads stale frames
+    and a copied one keeps its cache.
     """
     width, height, _ = to_frames.output_size
     denoise = f"denoise{to_frames.denoise_filter_time:g}us" if to_frames.denoise_filter_time > 0 else "nodenoise"
@@ -351,19 +395,22 @@ def frame_cache_name(dataset: str, part: str, to_frames: EventsToFrames, identit
 
 
 class _Clips(Dataset):
-    """The samples ``indices`` of ``frames`` as float32 clips ``[T, P, H, W]``, passed through ``transform``."""
+    """The samples ``indices`` of ``frames``, cut to their first ``time_steps`` frames, as float32 clips ``[T, P, H, W]``, passed through ``transform``."""
 
-    def __init__(self, frames: Dataset, indices: np.ndarray, transform: Callable[[Tensor], Tensor] | None) -> None:
+    def __init__(
+        self, frames: Dataset, indices: np.ndarray, transform: Callable[[Tensor], Tensor] | None, time_steps: int
+    ) -> None:
         self.frames = frames
         self.indices = indices
         self.transform = transform
+        self.time_steps = time_steps
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         frames, label = self.frames[int(self.indices[index])]
-        clip = torch.from_numpy(np.asarray(frames, dtype=np.float32))
+        clip = torch.from_numpy(np.asarray(frames[: self.time_steps], dtype=np.float32))
         return (clip if self.transform is None else self.transform(clip)), int(label)
 
 
@@ -376,6 +423,12 @@ class EventDataModule(SplitDataModule):
     from ``root``. Frames are cached under ``cache_dir`` in a folder named after every setting
     that changes them; the first run builds the cache with a progress bar. CIFAR10-DVS and
     N-Caltech101 ship without a train/test split: ``split`` chooses the rule and the run logs it.
+
+    Training bins each recording into ``time_steps`` frames, and checkpoints store that binning
+    (``state_dict``). Evaluating a checkpoint at fewer steps (``--model.time_steps 2``, linked
+    into ``time_steps``) follows ``fewer_steps``: ``truncate`` (latency: the answer after the
+    first k frames, what ``PerStepAccuracy``'s ``acc_tk`` measures) feeds the first k frames of
+    the trained binning; ``rebin`` bins the whole recording into k frames (each frame spans more).
     """
 
     collate_fn = staticmethod(time_major_collate)  # batches [T, B, P, H, W]
@@ -386,6 +439,8 @@ class EventDataModule(SplitDataModule):
         root: str = "data",
         download: bool = False,
         time_steps: int = 10,
+        fewer_steps: FewerSteps = "truncate",
+        binning_steps: int | None = None,
         binning: Binning = "n_event_bins",
         frame_size: int | None = None,
         denoise_filter_time: float = 0.0,
@@ -408,7 +463,9 @@ class EventDataModule(SplitDataModule):
             dataset: which event dataset to load; digits_saccades is generated from the embedded digits and needs no download.
             root: folder tonic reads the dataset from (e.g. root/NMNIST/Train) and downloads it into.
             download: download the dataset into root with tonic when it is missing.
-            time_steps: number of frames T per recording; the CLI links it from model.time_steps.
+            time_steps: number of frames T the model sees per recording; the CLI links it from model.time_steps.
+            fewer_steps: evaluating at fewer time_steps than trained: truncate feeds the first time_steps frames of the trained binning (latency); rebin bins the whole recording into time_steps frames.
+            binning_steps: frames each recording is binned into at evaluation under truncate; null: the checkpoint's trained binning when one is restored, else time_steps (training always bins into time_steps).
             binning: n_event_bins gives every frame the same number of events (most SNN papers); n_time_bins the same duration.
             frame_size: side in pixels of the square frames, made by scaling event coordinates (64 for CIFAR10-DVS in the papers); null keeps the sensor's size.
             denoise_filter_time: tonic Denoise filter time in microseconds (drops events with no neighbour that recent); 0 turns it off.
@@ -442,6 +499,10 @@ class EventDataModule(SplitDataModule):
         for name, value in (("denoise_filter_time", denoise_filter_time), ("rotate", rotate), ("shear", shear)):
             if value < 0:
                 raise ConfigurationError(f"data.{name} is {value}; set it >= 0 (0 turns it off)")
+        if binning_steps is not None and binning_steps < 1:
+            raise ConfigurationError(f"data.binning_steps is {binning_steps}; set it to an integer >= 1 or null")
+        if fewer_steps not in get_args(FewerSteps):
+            raise ConfigurationError(f"data.fewer_steps is {fewer_steps!r}; expected truncate or rebin")
         if binning not in get_args(Binning):
             raise ConfigurationError(f"data.binning is {binning!r}; expected n_event_bins or n_time_bins")
         if frame_size is not None and not 1 <= frame_size <= min(info.sensor_size[:2]):
@@ -474,6 +535,9 @@ class EventDataModule(SplitDataModule):
         self.root = root
         self.download = download
         self.time_steps = time_steps
+        self.fewer_steps = fewer_steps
+        self.binning_steps = binning_steps
+        self.trained_binning: int | None = None  # restored from a checkpoint by load_state_dict
         self.binning = binning
         self.frame_size = frame_size
         self.denoise_filter_time = denoise_filter_time
@@ -492,7 +556,8 @@ class EventDataModule(SplitDataModule):
         self.pin_memory = pin_memory
         self.all_zero_clips: dict[str, int] = {}
         self._recordings_of: dict[str, EventRecordings] = {}
-        self._frames_of: dict[str, AtomicDiskCachedDataset] = {}
+        self._frames_of: dict[tuple[str, int], AtomicDiskCachedDataset] = {}
+        self._set_up_binning: int | None = None  # the binning of the splits the last setup built
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -515,12 +580,44 @@ class EventDataModule(SplitDataModule):
         """Return the folder holding the frame caches."""
         return Path(self.cache_dir).expanduser().absolute() if self.cache_dir else self._root() / "frames_cache"
 
-    def frames_transform(self) -> EventsToFrames:
-        """Return the deterministic events → frames transform whose output is cached."""
+    def frames_transform(self, binning_steps: int | None = None) -> EventsToFrames:
+        """Return the deterministic events → frames transform whose output is cached, into ``binning_steps`` frames (None: time_steps)."""
         size = None if self.frame_size is None else (self.frame_size, self.frame_size)
-        return EventsToFrames(
-            DATASETS[self.dataset].sensor_size, self.time_steps, self.binning, size, self.denoise_filter_time
-        )
+        sensor_size, steps = DATASETS[self.dataset].sensor_size, binning_steps or self.time_steps
+        return EventsToFrames(sensor_size, steps, self.binning, size, self.denoise_filter_time)
+
+    def binning_at(self, stage: str | None) -> int:
+        """Return the frames each recording is binned into at ``stage``: time_steps in fit and under rebin, else the trained binning."""
+        if stage == "fit" or self.fewer_steps == "rebin":
+            return self.time_steps
+        binning = self.binning_steps or self.trained_binning or self.time_steps
+        if binning < self.time_steps:
+            source = "the checkpoint's trained binning"
+            if self.binning_steps:
+                source = "data.binning_steps, which the CLI takes from the checkpoint"
+            raise ConfigurationError(
+                f"data.time_steps is {self.time_steps} (linked from model.time_steps) but the recordings are binned "
+                f"into {binning} frames ({source}), and fewer_steps truncate can feed at most those {binning}; "
+                f"set --model.time_steps {binning} or less, or --data.fewer_steps rebin to bin each recording "
+                f"into {self.time_steps}"
+            )
+        return binning
+
+    def _log_fewer_steps(self) -> None:
+        """Log how an evaluation at fewer steps than trained gets its frames, when the trained binning is known."""
+        trained, steps = self.binning_steps or self.trained_binning, self.time_steps
+        if trained is None or steps >= trained:
+            return
+        if self.fewer_steps == "truncate":
+            rank_zero_info(
+                f"evaluating the first {steps} of {trained} trained frames (truncate); "
+                f"--data.fewer_steps rebin re-bins each recording into {steps}"
+            )
+        else:
+            rank_zero_info(
+                f"evaluating each recording re-binned into {steps} frames, trained on {trained} (rebin); "
+                f"--data.fewer_steps truncate feeds the first {steps} of the {trained} trained frames"
+            )
 
     def _recordings(self, part: str) -> EventRecordings:
         """Return the recordings of ``part`` (train, test or all), raising a clear error when they are not on disk."""
@@ -540,11 +637,11 @@ class EventDataModule(SplitDataModule):
             self._recordings_of[part] = EventRecordings(source, info.title, info.num_classes)
         return self._recordings_of[part]
 
-    def _frames(self, part: str) -> AtomicDiskCachedDataset:
-        """Return the cached frames of ``part``, building the cache first when it is incomplete."""
-        if part not in self._frames_of:
+    def _frames(self, part: str, binning_steps: int) -> AtomicDiskCachedDataset:
+        """Return the cached frames of ``part`` binned into ``binning_steps``, building the cache first when it is incomplete."""
+        if (part, binning_steps) not in self._frames_of:
             recordings = self._recordings(part)
-            to_frames = self.frames_transform()
+            to_frames = self.frames_transform(binning_steps)
             folder = self._cache_root() / frame_cache_name(self.dataset, part, to_frames, recordings.identity())
             cached = AtomicDiskCachedDataset(_Framed(recordings, to_frames), str(folder))
             if not (folder / "complete.json").exists():
@@ -556,8 +653,8 @@ class EventDataModule(SplitDataModule):
                     f"events and are all-zero clips"
                 )
             self.all_zero_clips[part] = zero_clips
-            self._frames_of[part] = cached
-        return self._frames_of[part]
+            self._frames_of[part, binning_steps] = cached
+        return self._frames_of[part, binning_steps]
 
     def _download(self, part: str) -> None:
         """Download ``part`` with tonic into a scratch folder under ``root`` and move it into place."""
@@ -601,7 +698,7 @@ class EventDataModule(SplitDataModule):
                     self._recordings(part)
                 except DatasetNotFoundError:
                     self._download(part)
-            self._frames(part)
+            self._frames(part, self.binning_at(stage))
 
     def _indices(self, side: Literal["train", "test"]) -> tuple[str, np.ndarray]:
         """Return the part and indices of the train or test side of the split."""
@@ -618,21 +715,45 @@ class EventDataModule(SplitDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Build the splits that ``stage`` needs (fit, validate, test or predict; None builds all) and log the split."""
+        binning, steps = self.binning_at(stage), self.time_steps
         needs_test = stage in (None, "test", "predict") or self.val_fraction == 0
         if needs_test and self.test_set is None:
             part, indices = self._indices("test")
-            self.test_set = _Clips(self._frames(part), indices, None)
+            self.test_set = _Clips(self._frames(part, binning), indices, None, steps)
         if stage in (None, "fit", "validate") and self.val_set is None:
             part, indices = self._indices("train")
             kept, held = stratified_split(self._recordings(part).labels[indices], self.val_fraction, self.seed)
-            train_frames: Dataset = self._frames(part)
+            train_frames: Dataset = self._frames(part, binning)
             if self.augment and self.drop_event > 0:
-                to_frames = replace(self.frames_transform(), drop_event=self.drop_event)
+                to_frames = replace(self.frames_transform(binning), drop_event=self.drop_event)
                 train_frames = _Framed(self._recordings(part), to_frames)
-            self.train_set = _Clips(train_frames, indices[kept], self._train_transform())
-            self.val_set = self.test_set if self.val_fraction == 0 else _Clips(self._frames(part), indices[held], None)
+            self.train_set = _Clips(train_frames, indices[kept], self._train_transform(), steps)
+            held_out = _Clips(self._frames(part, binning), indices[held], None, steps)
+            self.val_set = self.test_set if self.val_fraction == 0 else held_out
             validation = "the test split" if self.val_fraction == 0 else f"{len(held)} held out of them"
             rank_zero_info(
                 f"{DATASETS[self.dataset].title}: split {self.split_rule} ({SPLIT_DESCRIPTIONS[self.split_rule]}): "
                 f"{len(indices)} train and {len(self._indices('test')[1])} test recordings; validation on {validation}"
             )
+        self._set_up_binning = binning
+        if stage != "fit":
+            self._log_fewer_steps()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the binning training uses, ``{"binning_steps": time_steps}``, which Lightning stores in checkpoints."""
+        return {"binning_steps": self.time_steps}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Take the trained binning from a checkpoint restored for evaluation; rebuild the splits setup built with another."""
+        stage = None if self.trainer is None else self.trainer.state.fn.value
+        if stage == "fit":  # training bins into time_steps, whatever the checkpoint was trained with
+            return
+        self.trained_binning = int(state_dict["binning_steps"])
+        if self._set_up_binning is None:
+            return
+        # Lightning restores after setup: splits built before the trained binning was known are built again.
+        if self._set_up_binning != self.binning_at(stage):
+            self.train_set = self.val_set = self.test_set = None
+            self.setup(stage)
+        elif self.binning_steps is None:
+            self._log_fewer_steps()
