@@ -10,6 +10,9 @@ and writes the checkpoint's network as a NIR graph.
 Model and data are chosen by ``class_path`` in YAML (subclass mode). The data module's number of
 classes and input channels are linked into the model, and the model's time steps into the data,
 so none of them is typed twice; giving one of them on both sides with different values is an error.
+Testing an event-data checkpoint at fewer steps (``--model.time_steps 2``) feeds the model the
+first 2 frames of the binning it was trained with, which the CLI reads from the checkpoint
+(``--data.fewer_steps rebin`` bins each recording into 2 instead; see ``EventDataModule``).
 
 A mistake the user can fix (a config file that is missing or not YAML, an unknown or mistyped
 setting, a checkpoint that does not fit the model, an unwritable log folder, a loss that turns
@@ -46,6 +49,7 @@ from snn_lightning.callbacks.predictions import PredictionWriter
 from snn_lightning.callbacks.run_summary import BestMetricSummary
 from snn_lightning.callbacks.save_config import LoggerSaveConfigCallback
 from snn_lightning.callbacks.safety import AtomicCheckpointIO, EpochSeed, NaNGuard, check_output_dirs, latest_checkpoint
+from snn_lightning.callbacks.sigterm import SynchronizedSigterm
 from snn_lightning.errors import CheckpointError, ConfigurationError, NonFiniteLossError, SNNLightningError
 from snn_lightning.run_outputs import place_outputs, tag_wandb_runs
 from snn_lightning.runs import (
@@ -345,7 +349,7 @@ class SNNLightningCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_channels", "model.init_args.in_channels", apply_on="instantiate")
-        # Model -> data, so `--model.time_steps 2` at evaluation also changes the event frames.
+        # Model -> data, so `--model.time_steps 2` at evaluation also reaches the event data (see its fewer_steps).
         parser.link_arguments("model.init_args.time_steps", "data.init_args.time_steps", apply_on="parse")
         parser.add_argument(
             "--run_name",
@@ -391,7 +395,10 @@ class SNNLightningCLI(LightningCLI):
         if not ckpt_path or str(ckpt_path) in _SPECIAL_CKPT_PATHS or "://" in str(ckpt_path) or str(ckpt_path).startswith("registry"):
             return
         weights_only = self.config[subcommand].get("weights_only") is not False
-        hparams = dict(read_checkpoint(ckpt_path, weights_only).get("hyper_parameters") or {})
+        checkpoint = read_checkpoint(ckpt_path, weights_only)
+        if subcommand != "fit":
+            self._take_trained_binning(self.config[subcommand], checkpoint)
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
         hparams.pop("_instantiator", None)
         for key in self.command_line:
             if key.startswith("model."):
@@ -420,6 +427,13 @@ class SNNLightningCLI(LightningCLI):
                 f"the model settings stored in checkpoint {ckpt_path} do not parse ({error}); it was written by "
                 f"another version or class; pass the model settings in the config and a checkpoint of that model"
             ) from error
+
+    def _take_trained_binning(self, config: Any, checkpoint: dict[str, Any]) -> None:
+        """Set ``data.binning_steps`` to the binning the checkpoint's data module stored, unless given, so evaluation caches only those frames."""
+        data = config.get("data")
+        state = checkpoint.get(str(data.get("class_path")).rpartition(".")[2]) if data else None
+        if isinstance(state, dict) and "binning_steps" in state and "data.binning_steps" not in self.explicit:
+            data.init_args.binning_steps = state["binning_steps"]
 
     @staticmethod
     def _root(config: Any) -> Path:
@@ -547,9 +561,9 @@ class SNNLightningCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         """Return the trainer with atomic checkpoint writes and, unless configured, ``NaNGuard``, ``EpochSeed``,
-        ``BestMetricSummary`` (with wandb) and ``PredictionWriter`` (for predict)."""
+        ``SynchronizedSigterm``, ``BestMetricSummary`` (with wandb) and ``PredictionWriter`` (for predict)."""
         trainer = super().instantiate_trainer(**kwargs)
-        defaults = [NaNGuard, EpochSeed]
+        defaults = [NaNGuard, EpochSeed, SynchronizedSigterm]
         if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
             defaults.append(BestMetricSummary)
         if self.subcommand == "predict":

@@ -1,5 +1,6 @@
 """The `snn-lightning` command: help, every config parses and instantiates, links, clean errors."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import pytest
 import yaml
 
 from conftest import CONFIGS, REPO
+from test_data_events import write_nmnist
 from snn_lightning.cli import SNNLightningCLI, main
 from snn_lightning.data import EventDataModule, StaticImageDataModule
 from snn_lightning.modules import ANNClassifier, SNNClassifier
@@ -135,6 +137,20 @@ def test_bad_time_steps_is_a_clear_error(capsys, in_tmp_dir):
     assert code == 2
     assert "time_steps is 0 (linked from model.time_steps); set it to an integer >= 1" in err
     assert "Traceback" not in err
+
+
+def test_event_checkpoint_tested_at_fewer_steps_feeds_its_first_trained_frames(in_tmp_dir, caplog):
+    write_nmnist(in_tmp_dir, {"Train": 9, "Test": 6})
+    common = ["--config", str(REPO / "configs" / "quickstart_dvs.yaml"), "--data.dataset", "nmnist"]
+    common += ["--data.root", str(in_tmp_dir), "--data.val_fraction", "0", "--data.num_workers", "0"]
+    common += ["--trainer.enable_progress_bar", "false"]
+    main(["fit", *common, "--trainer.max_epochs", "1"])
+    with caplog.at_level(logging.INFO):
+        main(["test", *common, "--ckpt_path", "best", "--model.time_steps", "2"])
+    assert "evaluating the first 2 of 3 trained frames (truncate)" in caplog.text
+    # The binning came from the checkpoint before any frames were cached: no 2-frame cache was built.
+    caches = sorted(path.name.split("-")[1:3] for path in (in_tmp_dir / "frames_cache").iterdir())
+    assert caches == [["test", "n_time_bins3"], ["train", "n_time_bins3"]]
 
 
 @pytest.mark.slow

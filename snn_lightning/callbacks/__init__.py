@@ -15,6 +15,7 @@ from snn_lightning.callbacks.plotting import PlotCallback, record_layer
 from snn_lightning.callbacks.predictions import PredictionWriter
 from snn_lightning.callbacks.run_summary import BestMetricSummary
 from snn_lightning.callbacks.save_config import LoggerSaveConfigCallback
+from snn_lightning.callbacks.sigterm import SynchronizedSigterm
 from snn_lightning.callbacks.spike_stats import SpikeStats, firing_rates, spiking_layers
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "PlotCallback",
     "PredictionWriter",
     "SpikeStats",
+    "SynchronizedSigterm",
     "estimate_energy",
     "firing_rates",
     "record_layer",

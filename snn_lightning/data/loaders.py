@@ -8,11 +8,17 @@ from typing import Any
 import lightning
 from torch.utils.data import DataLoader, Dataset
 
+from .samplers import UnpaddedShardSampler
+
 __all__ = ["SplitDataModule"]
 
 
 class SplitDataModule(lightning.LightningDataModule):
     """Base of the data modules: shuffled train loader, fixed-order val/test/predict loaders (predict reads the test split).
+
+    Under DDP (or any strategy that shards data) the val/test/predict loaders split their set over
+    the ranks with :class:`UnpaddedShardSampler`, so every sample is scored exactly once and the
+    metrics equal one process's; the train loader is left to Lightning's shuffling, padded sampler.
 
     Subclasses set ``batch_size``, ``num_workers``, ``pin_memory`` and, in ``setup``, ``train_set``,
     ``val_set`` and ``test_set``; ``collate_fn`` (None: PyTorch's) batches the samples.
@@ -27,13 +33,22 @@ class SplitDataModule(lightning.LightningDataModule):
     test_set: Dataset | None = None
 
     def _loader(self, dataset: Dataset | None, shuffle: bool, collate_fn: Callable | None = None) -> DataLoader:
-        """Return a dataloader over ``dataset`` with this module's batch and worker settings (and ``collate_fn`` over its own)."""
+        """Return a dataloader over ``dataset`` with this module's batch and worker settings (and ``collate_fn`` over its own).
+
+        ``shuffle`` marks the training loader; a fixed-order (evaluation) loader reads only this
+        rank's unpadded shard when the trainer's strategy shards data over several ranks.
+        """
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before its dataloaders are requested")
+        shard = None if self.trainer is None else self.trainer.distributed_sampler_kwargs
+        sampler = None
+        if not shuffle and shard and shard["num_replicas"] > 1:
+            sampler = UnpaddedShardSampler(dataset, num_replicas=shard["num_replicas"], rank=shard["rank"])
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,

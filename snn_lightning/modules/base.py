@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from snn_lightning.errors import ConfigurationError
@@ -48,6 +49,10 @@ class ClassifierModule(L.LightningModule):
         self._lr: float | None = None
         # Keys are "<stage>_<k>": a bare "train" would clash with nn.Module.train.
         self.top_ks = (1, 5) if num_classes > 5 else (1,)
+        # The evaluation loss as a torchmetric: it sums losses and sample counts over DDP ranks in
+        # floats, where Lightning's sync_dist mean divides the summed batch sizes as integers (off
+        # when the ranks' shards differ by a sample, as evaluation shards do).
+        self.evaluation_loss = torch.nn.ModuleDict({stage: MeanMetric(nan_strategy="disable") for stage in ("val", "test")})
         self.accuracy = torch.nn.ModuleDict(
             {
                 f"{stage}_{k}": MulticlassAccuracy(num_classes, top_k=k, average="micro")
@@ -66,10 +71,15 @@ class ClassifierModule(L.LightningModule):
 
     def log_loss_and_accuracy(self, stage: str, loss: Tensor, logits: Tensor, targets: Tensor) -> None:
         """Log ``{stage}/loss`` (per step in training, per epoch always) and the top-k accuracies of the ``[B, classes]`` logits."""
-        # sync_dist: under DDP the epoch loss is the mean over every rank's samples, not rank 0's shard.
-        self.log(
-            f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True
-        )
+        # Under DDP the epoch loss is the mean over every rank's samples, not rank 0's shard.
+        if stage == "train":  # every rank trains on as many samples, so sync_dist's mean is exact
+            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True)
+        else:
+            mean_loss = self.evaluation_loss[stage]
+            # One entry per sample weighs the batch mean by its size (nan_strategy "disable", which
+            # keeps a NaN loss visible, makes torchmetrics 1.9 ignore the weight argument).
+            mean_loss.update(loss.detach().expand(len(targets)))
+            self.log(f"{stage}/loss", mean_loss, on_epoch=True, prog_bar=True)
         labels = targets.argmax(-1) if targets.ndim == 2 else targets
         for k in self.top_ks:
             metric = self.accuracy[f"{stage}_{k}"]
