@@ -17,6 +17,12 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: quickstart quickstart-fashion quickstart-staa quickstart-dvs quickstart-kd notebooks test install clean distclean
 
+# Fit configs/$(1).yaml, then test the new run's best checkpoint.
+define fit_and_test
+	$(SNN) fit --config configs/$(1).yaml
+	$(SNN) test --config configs/$(1).yaml --ckpt_path best
+endef
+
 install: $(INSTALLED)
 
 $(INSTALLED): pyproject.toml
@@ -25,27 +31,22 @@ $(INSTALLED): pyproject.toml
 	touch $(INSTALLED)
 
 quickstart: $(INSTALLED)
-	$(SNN) fit --config configs/quickstart.yaml
-	$(SNN) test --config configs/quickstart.yaml --ckpt_path best
+	$(call fit_and_test,quickstart)
 
 # Real data offline: Fashion-MNIST from Debian's dataset-fashion-mnist (see configs/quickstart_fashion.yaml).
 quickstart-fashion: $(INSTALLED)
-	$(SNN) fit --config configs/quickstart_fashion.yaml
-	$(SNN) test --config configs/quickstart_fashion.yaml --ckpt_path best
+	$(call fit_and_test,quickstart_fashion)
 
 quickstart-staa: $(INSTALLED)
-	$(SNN) fit --config configs/quickstart_staa.yaml
-	$(SNN) test --config configs/quickstart_staa.yaml --ckpt_path best
+	$(call fit_and_test,quickstart_staa)
 
 quickstart-dvs: $(INSTALLED)
-	$(SNN) fit --config configs/quickstart_dvs.yaml
-	$(SNN) test --config configs/quickstart_dvs.yaml --ckpt_path best
+	$(call fit_and_test,quickstart_dvs)
 
 # The ANN teacher first, then the TSER student that reads it.
 quickstart-kd: $(INSTALLED)
 	$(SNN) fit --config configs/quickstart_kd_teacher.yaml
-	$(SNN) fit --config configs/quickstart_kd.yaml
-	$(SNN) test --config configs/quickstart_kd.yaml --ckpt_path best
+	$(call fit_and_test,quickstart_kd)
 
 # Re-execute every notebook at full length and store its outputs (run after changing the code they show).
 notebooks: $(INSTALLED)
