@@ -14,9 +14,12 @@ Testing an event-data checkpoint at fewer steps (``--model.time_steps 2``) feeds
 first 2 frames of the binning it was trained with, which the CLI reads from the checkpoint
 (``--data.fewer_steps rebin`` bins each recording into 2 instead; see ``EventDataModule``).
 
-A mistake the user can fix (a config file that is missing or not YAML, an unknown or mistyped
-setting, a checkpoint that does not fit the model, an unwritable log folder, a loss that turns
-NaN) prints one ``error: …`` line naming the setting and the fix, and exits with status 2.
+A mistake the user can fix (a config file that is missing, empty or not YAML, an unknown or mistyped
+setting, a trainer setting Lightning refuses, a GPU accelerator without a GPU, an empty or missing
+``--ckpt_path``, a checkpoint that does not fit the model, an unwritable log folder, a frame-cache
+folder that is a file, wandb without login or network, a loss that turns NaN) prints one
+``error: …`` line naming the setting and the fix, and exits with status 2. A ``fast_dev_run`` fit
+writes into a temporary folder removed at its end, never into a run folder.
 Every run also gets the safety net of :mod:`snn_lightning.callbacks.safety`: ``NaNGuard``,
 ``EpochSeed`` (exact resume) and atomic checkpoint writes.
 """
@@ -30,6 +33,7 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -43,7 +47,7 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from snn_lightning.callbacks.predictions import PredictionWriter
 from snn_lightning.callbacks.run_summary import BestMetricSummary
@@ -193,11 +197,15 @@ def _load_config_file(value: str) -> dict[str, Any]:
             f"config file {path} is not valid YAML{where}: {problem}" + (f" ({context}{started})" if context else "")
             + "; fix the syntax there"
         ) from error
-    if content is not None and not isinstance(content, dict):
+    if content is None:
+        raise ConfigurationError(
+            f"config file {path} is empty (no settings); fill it (e.g. start from configs/quickstart.yaml) or drop that --config"
+        )
+    if not isinstance(content, dict):
         raise ConfigurationError(
             f"config file {path} holds a {type(content).__name__}, not a mapping of settings; start it with e.g. `trainer:`"
         )
-    return content or {}
+    return content
 
 
 def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -332,6 +340,8 @@ class SNNLightningCLI(LightningCLI):
         self._roots: set[Any] = set()
         # The training run folder this command created and where `latest` pointed before, to undo a failed start.
         self._created_run: tuple[Path, Path | None] | None = None
+        # The temporary folder a fast_dev_run writes into instead of a run folder, removed after the run.
+        self._throwaway: Path | None = None
         kwargs.setdefault("save_config_callback", LoggerSaveConfigCallback)
         try:
             super().__init__(
@@ -387,6 +397,11 @@ class SNNLightningCLI(LightningCLI):
         """
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path is not None and not str(ckpt_path).strip():
+            raise ConfigurationError(
+                f"--ckpt_path is empty; give the path of a .ckpt file or best / last (the newest run under "
+                f"{self._root(self.config[subcommand])})" + (", or leave it out to train afresh" if subcommand == "fit" else "")
+            )
         if ckpt_path in _NEWEST_CKPT_PATHS:  # in a new process Lightning knows no best or last model
             found = newest_checkpoint(self._root(self.config[subcommand]), ckpt_path)
             if launch_rank() == 0:
@@ -476,6 +491,15 @@ class SNNLightningCLI(LightningCLI):
         # The folder is new or this run's own (resumed, requeued). The same on every rank: Lightning's
         # config saving broadcasts only when it checks for an existing file, and ranks that disagree hang.
         self.save_config_kwargs["overwrite"] = True
+        if subcommand in (None, "fit") and config.trainer.get("fast_dev_run"):
+            # A smoke test: Lightning's ModelCheckpoint still writes last.ckpt at its end, so it gets a
+            # folder of its own, and neither a run's checkpoints nor `latest` see its one-step model.
+            folder = os.environ.get(RUN_DIR_VARIABLE)
+            if folder is None:
+                folder = self._throwaway = Path(tempfile.mkdtemp(prefix="snn-lightning-fast_dev_run-"))
+            place_outputs(config, Path(folder), self.explicit, self._given_roots())
+            self._run_dir = Path(folder)
+            return
         if subcommand in (None, "fit"):
             folder, continued = self._training_folder(config, create)
             run = RunFolder.read(folder)
@@ -516,6 +540,8 @@ class SNNLightningCLI(LightningCLI):
 
     def _forget_failed_start(self, error: BaseException) -> None:
         """Remove the run folder this command created when it stopped before writing a checkpoint (a NaN loss keeps its logs)."""
+        if self._throwaway is not None:
+            shutil.rmtree(self._throwaway, ignore_errors=True)
         if self._created_run is None or isinstance(_user_error(error), NonFiniteLossError):
             return
         folder, previous = self._created_run
@@ -557,7 +583,10 @@ class SNNLightningCLI(LightningCLI):
         configured = (config.get("callbacks") or []) + callbacks
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in configured):
             callbacks = [*callbacks, RichProgressBar()]
-        return super()._instantiate_trainer(config, callbacks)
+        try:
+            return super()._instantiate_trainer(config, callbacks)
+        except MisconfigurationException as error:
+            raise _trainer_error(error, config) from error
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         """Return the trainer with atomic checkpoint writes and, unless configured, ``NaNGuard``, ``EpochSeed``,
@@ -576,8 +605,9 @@ class SNNLightningCLI(LightningCLI):
         return trainer
 
     def _check_run(self, module: L.LightningModule | None) -> None:
-        """Check the output folders (room for checkpoints of ``module`` when given) and the sync-BN setting."""
+        """Check the output folders (room for checkpoints of ``module`` when given), the frame-cache folder and the sync-BN setting."""
         check_output_dirs(self.trainer, module)
+        _check_cache_dir(self.datamodule)
         trainer_config = self.config_init[self.subcommand].get("trainer", {})
         if trainer_config.get("sync_batchnorm") and self.trainer.world_size > 1 and isinstance(self.trainer.accelerator, CPUAccelerator):
             raise ConfigurationError(
@@ -605,7 +635,15 @@ class SNNLightningCLI(LightningCLI):
         except SIGTERMException:
             self._report_sigterm()
             raise SystemExit(128 + signal.SIGTERM) from None
-        except RuntimeError as error:
+        except Exception as error:
+            if not isinstance(error, SNNLightningError) and _is_wandb_error(error):
+                raise ConfigurationError(
+                    f"wandb could not start its run ({_first_line(error)}); without network run it offline with "
+                    f"WANDB_MODE=offline (upload later with `wandb sync`), or log to CSV instead with "
+                    f"--trainer.logger lightning.pytorch.loggers.CSVLogger"
+                ) from error
+            if not isinstance(error, RuntimeError):
+                raise
             existing = re.search(r"SaveConfigCallback expected (.*) to NOT exist", str(error))
             if existing:
                 raise ConfigurationError(
@@ -622,6 +660,8 @@ class SNNLightningCLI(LightningCLI):
             ) from error
         finally:
             os.environ.pop(RUN_DIR_VARIABLE, None)
+            if self._throwaway is not None:
+                shutil.rmtree(self._throwaway, ignore_errors=True)
 
     def _report_sigterm(self) -> None:
         """Print where a run stopped by SIGTERM can resume from (on rank 0)."""
@@ -651,6 +691,49 @@ def main(args: list[str] | None = None) -> None:
             raise
         print(f"error: {user_error}", file=sys.stderr)
         sys.exit(2)
+
+
+def _check_cache_dir(datamodule: L.LightningDataModule | None) -> None:
+    """Refuse a ``cache_dir`` of the data module that is, or lies inside, a file (the frames are cached in its setup)."""
+    cache_dir = getattr(datamodule, "cache_dir", None)
+    if not cache_dir or "://" in str(cache_dir):
+        return
+    folder = Path(cache_dir).expanduser().absolute()
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    if not existing.is_dir():
+        raise ConfigurationError(
+            f"data.cache_dir {folder} cannot hold the frame cache: {existing} is a file; set data.init_args.cache_dir "
+            f"to a folder (null caches under <data.root>/frames_cache)"
+        )
+
+
+def _first_line(error: BaseException) -> str:
+    """Return the first line of ``error``'s message, or its class name when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _is_wandb_error(error: BaseException | None) -> bool:
+    """Return whether ``error`` or an error behind it was raised by wandb (no API key, no network, a refused login)."""
+    while error is not None:
+        if type(error).__module__.split(".")[0] == "wandb":
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _trainer_error(error: MisconfigurationException, config: dict[str, Any]) -> ConfigurationError:
+    """Return Lightning's refusal of a trainer setting as one line naming the setting and the fix."""
+    message = _first_line(error)
+    if "gpu backend" in message or "accelerator is not available" in message:
+        return ConfigurationError(
+            f"trainer.accelerator is {config.get('accelerator')} but this machine has no such device "
+            f"(torch.cuda.is_available() is {torch.cuda.is_available()}); use --trainer.accelerator cpu, or auto "
+            f"(the GPU where there is one)"
+        )
+    named = re.search(r"`(\w+)`", message)
+    setting = f"trainer.{named[1]}" if named else "a trainer setting"
+    return ConfigurationError(f"{setting} is out of range ({message.replace('`', '')}); fix {setting} in the config or on the command line")
 
 
 def _user_error(error: BaseException | None) -> SNNLightningError | None:

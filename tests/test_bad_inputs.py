@@ -1,7 +1,10 @@
 """Mistakes a user can make: each gives one `error:` line naming the thing and the fix, exit status 2, no traceback."""
 
+import os
 import pickle
 import shutil
+import subprocess
+import sys
 from collections import namedtuple
 
 import lightning as L
@@ -18,6 +21,7 @@ from test_data_static import TouchesMarker, write_cifar
 
 QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
 KD = str(REPO / "configs" / "quickstart_kd.yaml")
+DVS = str(REPO / "configs" / "quickstart_dvs.yaml")
 TINY = ["--model.width_multiplier", "0.25", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
         "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]
 CIFAR = ["--data.dataset", "cifar10", "--model.width_multiplier", "0.25"]
@@ -35,6 +39,7 @@ def files(tmp_path_factory):
     """Write the broken inputs once: configs, checkpoints, teacher files, data folders."""
     folder = tmp_path_factory.mktemp("inputs")
     (folder / "broken.yaml").write_text("trainer:\n  max_epochs: 3\n  devices: [1\nmodel: {\n")
+    (folder / "empty.yaml").write_text("# settings go here\n")
     (folder / "typo.yaml").write_text("model:\n  init_args:\n    time_step: 2\n")
     (folder / "a_file").write_text("not a folder")
     (folder / "corrupt.ckpt").write_bytes(b"PK\x03\x04 a truncated zip")
@@ -79,6 +84,8 @@ CASES = [
      ["config file", "nowhere.yaml does not exist; check the path"]),
     ("malformed YAML", ["fit", "--config", "{files}/broken.yaml"],
      ["broken.yaml is not valid YAML at line 4, column 6", "started at line 3, column 12", "fix the syntax"]),
+    ("config file empty", ["fit", "--config", "{files}/empty.yaml"],
+     ["config file", "empty.yaml is empty (no settings)", "or drop that --config"]),
     ("unknown key on the command line", ["fit", "--config", QUICKSTART, "--trainer.max_epohcs", "3"],
      ["unknown setting trainer.max_epohcs (did you mean trainer.max_epochs?)", "snn-lightning fit --help"]),
     ("unknown key in a config file", ["fit", "--config", QUICKSTART, "--config", "{files}/typo.yaml"],
@@ -122,6 +129,20 @@ CASES = [
                                             "--model.width_multiplier", "0.5"],
      ["last.ckpt does not fit the configured model", "tensors differ in shape",
       "network.stem.0.module.weight: [8, 1, 3, 3] in the checkpoint, [16, 1, 3, 3] in the model", "config.yaml"]),
+    ("evaluation without a checkpoint", ["test", "--config", QUICKSTART],
+     ["test evaluates a trained model, and no --ckpt_path was given", "pass --ckpt_path best or last"]),
+    ("last checkpoint before any run", ["test", "--config", QUICKSTART, "--ckpt_path", "last"],
+     ["--ckpt_path last looks for the newest run under logs/quickstart with a checkpoint, and there is none",
+      "train one first"]),
+    ("best checkpoint before any run", ["test", "--config", QUICKSTART, "--ckpt_path", "best"],
+     ["--ckpt_path best looks for the newest run under logs/quickstart with a checkpoint, and there is none"]),
+    ("empty checkpoint path for fit", ["fit", "--config", QUICKSTART, "--ckpt_path", ""],
+     ["--ckpt_path is empty; give the path of a .ckpt file or best / last", "or leave it out to train afresh"]),
+    ("empty checkpoint path for test", ["test", "--config", QUICKSTART, "--ckpt_path", ""],
+     ["--ckpt_path is empty; give the path of a .ckpt file or best / last (the newest run under logs/quickstart)"]),
+    ("negative epoch count", ["fit", "--config", QUICKSTART, "--trainer.max_epochs", "-5"],
+     ["trainer.max_epochs is out of range (max_epochs must be a non-negative integer or -1. You passed in -5.)",
+      "fix trainer.max_epochs"]),
     ("negative learning rate", ["fit", "--config", QUICKSTART, *TINY, "--model.optimizer.lr", "-0.1"],
      ["a setting of model.optimizer is out of range (Invalid learning rate: -0.1)",
       "fix it in model.optimizer.init_args"]),
@@ -134,6 +155,9 @@ CASES = [
      ["fit", "--config", QUICKSTART, *CIFAR, "--data.root", "{files}/cifar_pickled"],
      ["cifar_pickled/cifar-10-batches-py/data_batch_1 is not a CIFAR batch",
       "names the Python object pathlib.Path.touch", "nothing in it was run"]),
+    ("frame-cache folder that is a file", ["fit", "--config", DVS, "--data.dataset", "nmnist", "--data.root", "{files}/events",
+                                           "--data.cache_dir", "{files}/a_file", "--model.width_multiplier", "0.25"],
+     ["data.cache_dir", "a_file cannot hold the frame cache", "a_file is a file; set data.init_args.cache_dir to a folder"]),
     ("log folder inside a file", ["fit", "--config", QUICKSTART, "--trainer.default_root_dir", "{files}/a_file/logs"],
      ["a_file/logs cannot be created", "a_file is a file; change trainer.default_root_dir"]),
     ("log folder not writable", ["fit", "--config", QUICKSTART, "--trainer.default_root_dir", "/proc/snn-logs"],
@@ -156,6 +180,29 @@ def test_bad_input_gives_one_clear_error(case, args, fragments, files, request, 
         assert fragment in lines[0]
     assert not (in_tmp_dir / "logs" / "quickstart" / "checkpoints").exists(), "a failed start writes no checkpoint"
     assert not (files / "marker").exists(), "a data file's payload never runs"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_gpu_accelerator_without_a_gpu_gives_one_line(capsys, in_tmp_dir):
+    code, err = run_main(["fit", "--config", QUICKSTART, "--trainer.accelerator", "gpu"], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "error: trainer.accelerator is gpu but this machine has no such device" in err
+    assert "use --trainer.accelerator cpu, or auto" in err
+    assert not (in_tmp_dir / "logs").exists()
+
+
+def test_wandb_without_login_or_network_names_both_fixes(tmp_path):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WANDB_")}
+    # No API key (a HOME without .netrc) and a server that refuses connections: wandb cannot start a run.
+    env.update(HOME=str(tmp_path), WANDB_CONFIG_DIR=str(tmp_path / "wandb_config"), WANDB_BASE_URL="http://127.0.0.1:9")
+    args = [sys.executable, "-m", "snn_lightning.cli", "fit", "--config", QUICKSTART, *TINY,
+            "--trainer.logger", "lightning.pytorch.loggers.WandbLogger"]
+    result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert lines[0].startswith("error: wandb could not start its run (")
+    assert "WANDB_MODE=offline" in lines[0] and "--trainer.logger lightning.pytorch.loggers.CSVLogger" in lines[0]
+    assert not (tmp_path / "logs").exists(), "the failed start leaves no run folder"
 
 
 def test_a_full_disk_is_reported_before_the_first_epoch(capsys, in_tmp_dir, monkeypatch):

@@ -15,6 +15,7 @@ from lightning.pytorch.demos.boring_classes import BoringModel
 from conftest import REPO
 from snn_lightning.callbacks import ModelCheckpoint
 from snn_lightning.cli import SNNLightningCLI, main
+from snn_lightning.errors import CheckpointError
 from snn_lightning.runs import claim_version, newest_checkpoint
 
 QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
@@ -107,11 +108,27 @@ def test_a_failed_start_leaves_no_run_folder(in_tmp_dir, capsys):
     assert not (in_tmp_dir / "logs").exists()
 
 
-def test_test_without_a_checkpoint_is_refused(in_tmp_dir, capsys):
-    code, err = run_cli(["test", "--config", QUICKSTART], capsys)
-    assert code == 2 and "no --ckpt_path was given; pass --ckpt_path best or last" in err
-    code, err = run_cli(["test", "--config", QUICKSTART, "--ckpt_path", "last"], capsys)
-    assert code == 2 and "looks for the newest run under logs/quickstart with a checkpoint, and there is none" in err
+def test_fast_dev_run_never_writes_into_a_run(in_tmp_dir, capsys):
+    root = in_tmp_dir / "logs" / "quickstart"
+    assert run_cli(["fit", "--config", QUICKSTART, *TINY, "--trainer.max_epochs", "1"], capsys)[0] == 0
+    checkpoints = root / "version_0" / "checkpoints"
+    before = {path.name: digest(path) for path in checkpoints.iterdir()}
+    # In the same root, continuing the run, and with the ModelCheckpoint pointed into the run's folder.
+    for where in ([], ["--ckpt_path", str(checkpoints / "last.ckpt")], ["--trainer.callbacks.dirpath", str(checkpoints)]):
+        code, err = run_cli(["fit", "--config", QUICKSTART, *TINY, "--trainer.fast_dev_run", "true", *where], capsys)
+        assert code == 0, err
+    assert {path.name: digest(path) for path in checkpoints.iterdir()} == before
+    assert sorted(path.name for path in root.iterdir()) == ["latest", "version_0"]
+    assert (root / "latest").resolve() == (root / "version_0").resolve()
+
+
+def test_best_of_a_run_without_one_names_what_the_run_holds(tmp_path):
+    run = tmp_path / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"id": "abcd", "name": "quickstart/version_0"}))
+    torch.save({"state_dict": {}, "callbacks": {}}, run / "checkpoints" / "last.ckpt")  # no ModelCheckpoint monitored
+    with pytest.raises(CheckpointError, match=r"newest run .*version_0 has no best checkpoint \(its checkpoints/ holds last\.ckpt\)"):
+        newest_checkpoint(tmp_path, "best")
 
 
 def test_version_claims_never_collide(tmp_path):

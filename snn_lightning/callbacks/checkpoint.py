@@ -29,6 +29,11 @@ class ModelCheckpoint(LightningModelCheckpoint):
         if due:
             self._save_last_if_missed(trainer)
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning 2.6 saves last.ckpt here even under fast_dev_run, which promises no checkpoints.
+        if not trainer.fast_dev_run:
+            super().on_train_end(trainer, pl_module)
+
     def _save_last_if_missed(self, trainer: L.Trainer) -> None:
         """Save ``last.ckpt`` unless the parent class saved a checkpoint (and with it ``last``) in this step."""
         if self.save_last is True and self._last_global_step_saved != trainer.global_step:
