@@ -412,6 +412,25 @@ def test_corrupt_dvsgesture_file_error_names_the_file(tmp_path):
         EventDataModule("dvsgesture", str(tmp_path), val_fraction=0.0).setup("test")
 
 
+def test_nmnist_file_of_garbage_bytes_error_names_the_file(nmnist_root):
+    root, _ = nmnist_root
+    victim = sorted((root / "NMNIST" / "Test").rglob("*.bin"))[1]
+    victim.write_bytes(np.random.default_rng(0).integers(0, 256, 500, dtype=np.uint8).tobytes())
+    with pytest.raises(CorruptRecordingError, match=rf"{victim}: \d+ of its \d+ events lie outside the 34x34 sensor"):
+        nmnist_module(root).setup("test")
+
+
+def test_dvsgesture_event_beyond_the_sensor_error_names_the_file(tmp_path):
+    write_dvsgesture(tmp_path, "ibmGestureTest", [1, 2])
+    victim = tmp_path / "DVSGesture" / "ibmGestureTest" / "user02_fluorescent" / "2.npy"
+    columns = np.load(victim)
+    columns[5, 1] = 300  # y of event 5
+    np.save(victim, columns)
+    message = rf"{victim}: 1 of its 300 events lie outside the 128x128 sensor \(event 5 is at x=\d+, y=300\)"
+    with pytest.raises(CorruptRecordingError, match=message):
+        EventDataModule("dvsgesture", str(tmp_path), val_fraction=0.0).setup("test")
+
+
 def test_recording_without_events_is_an_all_zero_clip_and_counted(nmnist_root):
     root, _ = nmnist_root
     empty = sorted((root / "NMNIST" / "Test").rglob("*.bin"))[2]

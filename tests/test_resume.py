@@ -10,6 +10,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import yaml
 
 from conftest import REPO
 from snn_lightning.callbacks.safety import AtomicCheckpointIO
@@ -115,11 +116,65 @@ def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(signal_name, 
         assert killed_code == -signal.SIGKILL, killed_stderr[-2000:]
     assert killed_step == 4, "the last checkpoint of the killed run is the one written at the end of epoch 0"
     assert resumed_code == 0, resumed_stderr[-2000:]
+    assert_same_final_weights(folder, reference_folder)
+
+
+def assert_same_final_weights(folder, reference_folder):
+    """Assert that the last checkpoints of ``folder`` and ``reference_folder`` are at step 8 with equal weights."""
     weights, step = final_weights(folder)
     reference, reference_step = final_weights(reference_folder)
     assert step == reference_step == 8
     difference = max((weights[key] - reference[key]).abs().max().item() for key in reference if reference[key].is_floating_point())
     assert difference == 0.0, f"max |resumed - uninterrupted| = {difference}"
+
+
+# The fast runs with one dataloader worker: static digits (1-pixel shifts) and the DVS quickstart
+# (event frames, random translate/rotate/shear), both augmented inside the worker process.
+WORKER_RUNS = {
+    "static": [*RUN, "--data.init_args.num_workers", "1"],
+    "event": [
+        "fit",
+        "--config", str(REPO / "configs" / "quickstart_dvs.yaml"),
+        "--trainer.max_epochs", "2",
+        "--trainer.limit_train_batches", "4",
+        "--trainer.limit_val_batches", "2",
+        "--trainer.deterministic", "true",
+        "--trainer.enable_progress_bar", "false",
+        "--data.init_args.num_workers", "1",
+    ],
+}
+
+
+def quickstart_dvs_frames(root: Path) -> Path:
+    """Build the frame cache of the DVS quickstart's data under ``root``; return ``root``."""
+    from snn_lightning.data import EventDataModule
+
+    config = yaml.safe_load((REPO / "configs" / "quickstart_dvs.yaml").read_text())
+    settings = config["data"]["init_args"] | {"root": str(root), "time_steps": config["model"]["init_args"]["time_steps"]}
+    EventDataModule(**settings).prepare_data()
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data", sorted(WORKER_RUNS))
+def test_a_run_with_a_dataloader_worker_killed_mid_epoch_resumes_exactly(data, tmp_path_factory):
+    run = WORKER_RUNS[data]
+    if data == "event":  # both runs read one frame cache, built here once
+        run = [*run, "--data.init_args.root", str(quickstart_dvs_frames(tmp_path_factory.mktemp("event-data")))]
+    folders = {name: tmp_path_factory.mktemp(f"{data}-{name}") for name in ("uninterrupted", "SIGKILL")}
+    kill = {"class_path": "test_resume.KillAt", "init_args": {"epoch": 1, "batch": 2, "signal_name": "SIGKILL"}}
+    first = finish(
+        {
+            "uninterrupted": start_cli(run + callbacks(), folders["uninterrupted"]),
+            "SIGKILL": start_cli(run + callbacks(kill), folders["SIGKILL"]),
+        }
+    )
+    assert first["uninterrupted"][0] == 0, first["uninterrupted"][1][-2000:]
+    assert first["SIGKILL"][0] == -signal.SIGKILL, first["SIGKILL"][1][-2000:]
+    assert final_weights(folders["SIGKILL"])[1] == 4, "the killed run's last checkpoint is the one of the end of epoch 0"
+    resumed = finish({"resume": start_cli(run + callbacks() + ["--ckpt_path", str(LAST)], folders["SIGKILL"])})
+    assert resumed["resume"][0] == 0, resumed["resume"][1][-2000:]
+    assert_same_final_weights(folders["SIGKILL"], folders["uninterrupted"])
 
 
 def test_an_interrupted_checkpoint_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
@@ -171,3 +226,28 @@ def test_a_checkpoint_of_a_model_built_in_python_loads_with_weights_only(tmp_pat
     assert "neuron" not in torch.load(tmp_path / "model.ckpt", weights_only=True)["hyper_parameters"]
     loaded = SNNClassifier.load_from_checkpoint(tmp_path / "model.ckpt", neuron=PLIF(), weights_only=True)
     torch.testing.assert_close(loaded.state_dict(), model.state_dict())
+
+
+class _RandomSamples(torch.utils.data.Dataset):
+    """Eight samples of ``torch.rand`` drawn when read: an augmentation run in the worker process."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        return index, torch.rand(())
+
+
+def test_an_epoch_seeded_loader_with_a_worker_repeats_its_batches_for_the_same_seed():
+    from snn_lightning.data.loaders import EpochSeededLoader
+
+    seed = [1]
+    loader = EpochSeededLoader(_RandomSamples(), batch_size=4, shuffle=True, num_workers=1, epoch_seed=lambda: seed[0])
+    first, again = list(loader), list(loader)
+    seed[0] = 2
+    other = list(loader)
+    for (indices, draws), (indices_again, draws_again) in zip(first, again):
+        assert torch.equal(indices, indices_again) and torch.equal(draws, draws_again)
+    assert not all(torch.equal(a[1], b[1]) for a, b in zip(first, other)), "another seed draws other augmentations"
+    with pytest.raises(ValueError, match="set persistent_workers=False"):
+        EpochSeededLoader(_RandomSamples(), num_workers=1, persistent_workers=True, epoch_seed=lambda: 1)

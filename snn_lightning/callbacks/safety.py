@@ -27,7 +27,15 @@ from torch.utils.data import DataLoader
 
 from snn_lightning.errors import NonFiniteLossError, OutputDirError
 
-__all__ = ["AtomicCheckpointIO", "EpochSeed", "NaNGuard", "check_output_dirs", "checkpoint_size", "latest_checkpoint"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "EpochSeed",
+    "NaNGuard",
+    "check_output_dirs",
+    "checkpoint_size",
+    "latest_checkpoint",
+    "train_loader_seed",
+]
 
 MiB = 2**20
 # Room left for logs, plots and the config beside the checkpoints.
@@ -97,8 +105,10 @@ class EpochSeed(L.Callback):
 
     An epoch's shuffling, augmentation and dropout then depend only on the seed and the epoch
     number, not on what ran before it, so a run resumed from an end-of-epoch checkpoint replays
-    the following epochs exactly (with ``num_workers: 0``; workers draw from their own generators).
-    The train loaders also get a private generator for the base seed their iterator draws, so the
+    the following epochs exactly. Worker processes draw from their own generators: the package's
+    data modules seed them, and their sample order, from :func:`train_loader_seed` at the start of
+    every epoch; a loader of your own needs ``num_workers: 0`` for an exact resume.
+    Other train loaders get a private generator for the base seed their iterator draws, so the
     global stream after the seeding is the same whether Lightning created the epoch's iterator
     before this hook (first epoch of a run, resume) or after it (later epochs). The seed is stored
     in checkpoints and restored on resume.
@@ -133,6 +143,22 @@ class EpochSeed(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.seed = state_dict["seed"]
+
+
+def train_loader_seed(trainer: L.Trainer) -> int | None:
+    """Return the seed of this epoch's training batches on this rank: from the trainer's EpochSeed seed, epoch and rank.
+
+    None when the trainer has no seeded :class:`EpochSeed`. Read when the epoch's loader iterator
+    starts, which Lightning does before ``on_train_epoch_start`` in the first epoch of a process;
+    the epoch is the fit loop's count of processed epochs, which a resumed run has restored by
+    then (``current_epoch`` still reads the checkpoint's epoch there, one less after an epoch end).
+    """
+    epoch = trainer.fit_loop.epoch_progress.current.processed
+    for callback in trainer.callbacks:
+        if isinstance(callback, EpochSeed) and callback.seed is not None:
+            entropy = [callback.seed, epoch, trainer.global_rank]
+            return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+    return None
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -259,6 +259,7 @@ class EventRecordings(Dataset):
                 if size % _BIN_EVENT_BYTES:
                     raise ValueError(f"its {size} bytes are not a whole number of {_BIN_EVENT_BYTES}-byte events")
             events, _ = self.source[int(self.order[index])]
+            _check_on_sensor(events, self.source.sensor_size)
         except ImportError as error:
             raise ConfigurationError(
                 f"reading {self.title} file {path} needs the Python package {error.name!r}: pip install {error.name}"
@@ -269,6 +270,25 @@ class EventRecordings(Dataset):
                 f"replace it from the original archive, or delete it"
             ) from error
         return events, label
+
+
+def _check_on_sensor(events: np.ndarray, sensor_size: tuple[int, int, int] | None) -> None:
+    """Raise ValueError naming the first event whose x or y lies outside ``sensor_size`` ``(W, H, P)`` (None: sizes vary, no check).
+
+    Garbage bytes in an N-MNIST ``.bin`` decode to events anywhere in 0..255, and a damaged
+    ``.npy`` to any coordinate; framing them would fail with an index error naming no file.
+    """
+    if sensor_size is None:
+        return
+    width, height, _ = sensor_size
+    outside = (events["x"].astype(np.int64) >= width) | (events["y"].astype(np.int64) >= height)
+    outside |= (events["x"].astype(np.int64) < 0) | (events["y"].astype(np.int64) < 0)
+    if outside.any():
+        first = int(np.flatnonzero(outside)[0])
+        raise ValueError(
+            f"{int(outside.sum())} of its {len(events)} events lie outside the {width}x{height} sensor "
+            f"(event {first} is at x={events['x'][first]}, y={events['y'][first]})"
+        )
 
 
 def split_recordings(labels: np.ndarray, rule: SplitRule, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
