@@ -330,6 +330,17 @@ def test_interrupted_cache_write_leaves_no_sample_and_resumes(nmnist_root, monke
     np.testing.assert_array_equal(clips(data.test_set)[0], reference(written["Test"][0]))
 
 
+def test_a_read_only_cache_missing_frames_names_the_folder(nmnist_root, monkeypatch):
+    root, _ = nmnist_root
+
+    def refuse(data, targets, file_path, compress=True):
+        raise PermissionError(13, "Permission denied", str(file_path))
+
+    monkeypatch.setattr(events_module, "save_to_disk_cache", refuse)  # root ignores chmod, so refuse the write
+    with pytest.raises(ConfigurationError, match=r"frame cache .*frames_cache.* is not writable \(Permission denied\) and lacks sample 0; set data.init_args.cache_dir"):
+        nmnist_module(root).setup("test")
+
+
 def test_unreadable_cached_file_error_names_it(nmnist_root):
     root, _ = nmnist_root
     nmnist_module(root).setup("test")

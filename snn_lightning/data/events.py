@@ -339,7 +339,8 @@ class AtomicDiskCachedDataset(DiskCachedDataset):
     tonic writes ``<index>_0.hdf5`` in place, so a run stopped mid-write leaves a truncated file
     that later runs may take for a sample. Here each file is written under a temporary name and
     renamed into place (atomic on one file system): a file under its final name is complete.
-    A file that still cannot be read raises :class:`CorruptRecordingError` naming it.
+    A file that still cannot be read raises :class:`CorruptRecordingError` naming it; a missing
+    sample in a folder that cannot be written raises ConfigurationError naming the folder.
     """
 
     def __getitem__(self, item: int) -> tuple[Any, Any]:
@@ -350,6 +351,11 @@ class AtomicDiskCachedDataset(DiskCachedDataset):
             try:
                 save_to_disk_cache(data, targets, partial, compress=self.compress)
                 os.replace(partial, path)
+            except PermissionError as error:
+                raise ConfigurationError(
+                    f"the frame cache {self.cache_path} is not writable ({error.strerror}) and lacks sample {item}; "
+                    f"set data.init_args.cache_dir to a writable folder, or build the cache once where it can be written"
+                ) from error
             finally:
                 partial.unlink(missing_ok=True)
         try:
