@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import lightning as L
 import torch
@@ -189,6 +189,12 @@ def _layer_energy(layer: LayerActivity, time_steps: int, costs: EnergyCosts, poo
     )
 
 
+def _check_pooled_spikes(pooled_spikes: str) -> None:
+    """Raise ConfigurationError unless ``pooled_spikes`` names one of the two rules."""
+    if pooled_spikes not in get_args(PooledSpikesRule):
+        raise ConfigurationError(f"pooled_spikes must be 'ac' (the papers' rule) or 'mac', got {pooled_spikes!r}")
+
+
 def estimate_energy(
     layers: Mapping[str, LayerActivity], time_steps: int, costs: EnergyCosts, pooled_spikes: PooledSpikesRule = "ac"
 ) -> EnergyReport:
@@ -201,8 +207,7 @@ def estimate_energy(
         pooled_spikes: ``ac`` charges layers fed by pooled spikes as accumulates (the papers' rule),
             ``mac`` as multiply-accumulates at every step.
     """
-    if pooled_spikes not in ("ac", "mac"):
-        raise ConfigurationError(f"pooled_spikes must be 'ac' (the papers' rule) or 'mac', got {pooled_spikes!r}")
+    _check_pooled_spikes(pooled_spikes)
     return EnergyReport(
         time_steps, {name: _layer_energy(layer, time_steps, costs, pooled_spikes) for name, layer in layers.items()}
     )
@@ -276,10 +281,7 @@ class EnergyEstimate(L.Callback):
         """
         if preset not in COST_PRESETS:
             raise ConfigurationError(f"EnergyEstimate preset must be one of {sorted(COST_PRESETS)}, got {preset!r}")
-        if pooled_spikes not in ("ac", "mac"):
-            raise ConfigurationError(
-                f"EnergyEstimate pooled_spikes must be 'ac' (the papers' rule) or 'mac', got {pooled_spikes!r}"
-            )
+        _check_pooled_spikes(pooled_spikes)
         self.preset = preset
         self.costs = COST_PRESETS[preset]
         self.pooled_spikes = pooled_spikes
