@@ -15,7 +15,7 @@ TORCH_INDEX ?=
 PIP_INDEX := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple)
 INSTALLED := $(VENV)/.installed
 
-.PHONY: quickstart quickstart-fashion quickstart-staa quickstart-dvs quickstart-kd notebooks test install clean distclean
+.PHONY: quickstart quickstart-fashion quickstart-staa quickstart-dvs quickstart-kd notebooks test lint format install clean distclean
 
 # Fit configs/$(1).yaml, then test the new run's best checkpoint.
 define fit_and_test
@@ -54,6 +54,15 @@ notebooks: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(PYTHON) -m pytest -q
+
+# ruff: lint and format check (CI runs it); `make format` rewrites the files.
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check snn_lightning tests benchmarks
+	$(VENV)/bin/ruff format --check snn_lightning tests benchmarks
+
+format: $(INSTALLED)
+	$(VENV)/bin/ruff check --fix snn_lightning tests benchmarks
+	$(VENV)/bin/ruff format snn_lightning tests benchmarks
 
 # Run outputs; distclean also removes downloaded data and the virtual environment.
 clean:

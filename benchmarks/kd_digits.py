@@ -96,13 +96,26 @@ class TestCurve(L.Callback):
 def parse_args() -> argparse.Namespace:
     """Return the command-line options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--teacher", default=TEACHER, help="checkpoint of the ANN ResNet-18 teacher from configs/quickstart_kd_teacher.yaml")
-    parser.add_argument("--epochs", type=int, default=15, help="training epochs of every student (the cosine schedule spans them)")
+    parser.add_argument(
+        "--teacher",
+        default=TEACHER,
+        help="checkpoint of the ANN ResNet-18 teacher from configs/quickstart_kd_teacher.yaml",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=15, help="training epochs of every student (the cosine schedule spans them)"
+    )
     parser.add_argument("--report", type=int, nargs="+", default=[1, 3, 5, 10, 15], help="epochs shown in the table")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds; every method runs with each")
-    parser.add_argument("--width", type=float, default=0.5, help="width multiplier of the student (1.0: 32/64 channels)")
+    parser.add_argument(
+        "--width", type=float, default=0.5, help="width multiplier of the student (1.0: 32/64 channels)"
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="training batch size")
-    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adamw", help="adamw (lr 1e-2, wd 0.01) or sgd (lr 0.1, momentum 0.9, wd 5e-4)")
+    parser.add_argument(
+        "--optimizer",
+        choices=sorted(OPTIMIZERS),
+        default="adamw",
+        help="adamw (lr 1e-2, wd 0.01) or sgd (lr 0.1, momentum 0.9, wd 5e-4)",
+    )
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's above)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     return parser.parse_args()
@@ -165,13 +178,19 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     teacher_accuracy, margin = teacher_summary(args)
-    print(f"teacher (ANN ResNet-18) test accuracy {teacher_accuracy:.4f}, mean top-1 logit margin {margin:.2f}", flush=True)
+    print(
+        f"teacher (ANN ResNet-18) test accuracy {teacher_accuracy:.4f}, mean top-1 logit margin {margin:.2f}",
+        flush=True,
+    )
     curves: dict[str, list[list[float]]] = {}
     for method in METHODS:
         for seed in args.seeds:
             curves.setdefault(method, []).append(curve(method, seed, margin, args))
             shown = " ".join(f"{100 * curves[method][-1][e - 1]:.1f}" for e in args.report if e <= args.epochs)
-            print(f"{method:>18} seed {seed}: test acc at epochs {args.report}: {shown}  ({time.perf_counter() - start:.0f} s)", flush=True)
+            print(
+                f"{method:>18} seed {seed}: test acc at epochs {args.report}: {shown}  ({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
     lr = args.lr or OPTIMIZERS[args.optimizer][0]
     epochs = [e for e in args.report if e <= args.epochs]
     print(

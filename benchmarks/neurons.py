@@ -17,6 +17,7 @@ and writes dL/dX; H stays float32, so 16 bytes in bfloat16). Install the anchors
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -26,7 +27,6 @@ import torch
 from snn_lightning.neurons import LIF, ATan
 
 
-
 def fused_bytes_per_element(dtype: torch.dtype) -> int:
     """Return the bytes a fused forward + backward must move per element: X, S, dS, dX in ``dtype``, H (float32) twice."""
     return 4 * torch.empty((), dtype=dtype).element_size() + 2 * 4
@@ -34,6 +34,7 @@ def fused_bytes_per_element(dtype: torch.dtype) -> int:
 
 def timed(run: Callable[[], object], device: torch.device, repeats: int, clock: Callable[[], float]) -> float:
     """Return the median time of ``run()`` in seconds on ``clock``, after one warm-up call."""
+
     def once() -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -47,8 +48,11 @@ def timed(run: Callable[[], object], device: torch.device, repeats: int, clock: 
     return statistics.median(once() for _ in range(repeats))
 
 
-def forward_backward(layer: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, grad: torch.Tensor) -> Callable[[], None]:
+def forward_backward(
+    layer: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, grad: torch.Tensor
+) -> Callable[[], None]:
     """Return a closure that runs the layer on ``x`` and back-propagates ``grad``."""
+
     def run() -> None:
         layer(x).backward(grad)
         x.grad = None
@@ -98,8 +102,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[4, 8], help="time steps T to measure")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per row (median reported)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads for every row")
-    parser.add_argument("--clock", default="wall", choices=["wall", "cpu"],
-                        help="wall time, or this process's CPU time (with --threads 1: unaffected by other jobs)")
+    parser.add_argument(
+        "--clock",
+        default="wall",
+        choices=["wall", "cpu"],
+        help="wall time, or this process's CPU time (with --threads 1: unaffected by other jobs)",
+    )
     args = parser.parse_args()
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     torch.set_num_threads(args.threads)
@@ -112,8 +120,10 @@ def main() -> None:
     layers["SpikingJelly LIFNode(step_mode='m')"] = spikingjelly_layer()
     layers["snnTorch Leaky (loop over T)"] = snntorch_layer()
 
-    print(f"# LIF forward+backward, {args.dtype} on {device} ({torch.get_num_threads()} threads), "
-          f"N = {args.elements:,} neurons per step, median {args.clock} time of {args.repeats}")
+    print(
+        f"# LIF forward+backward, {args.dtype} on {device} ({torch.get_num_threads()} threads), "
+        f"N = {args.elements:,} neurons per step, median {args.clock} time of {args.repeats}"
+    )
     print(f"| {'implementation':<36} | T | ms | G elements/s | vs SpikingJelly | vs snnTorch | of memory bound |")
     print("|---|---|---|---|---|---|---|")
     bytes_per_element = fused_bytes_per_element(dtype)
@@ -124,7 +134,7 @@ def main() -> None:
         elements = steps * args.elements
         target = torch.empty_like(x, dtype=torch.float32)
         source = x.float()
-        copy_seconds = timed(lambda: target.copy_(source), device, args.repeats, clock)
+        copy_seconds = timed(functools.partial(target.copy_, source), device, args.repeats, clock)
         bandwidth = 2 * 4 * elements / copy_seconds
         bound = bandwidth / bytes_per_element
         del target, source
@@ -143,10 +153,14 @@ def main() -> None:
             rate = rates[name]
             vs_sj = f"{rate / sj:.2f}×" if sj else "–"
             vs_st = f"{rate / st:.2f}×" if st else "–"
-            print(f"| {name:<36} | {steps} | {elements / rate * 1e3:.0f} | {rate / 1e9:.3f} | {vs_sj} | {vs_st} | "
-                  f"{rate / bound:.0%} |")
-        print(f"| copy {bandwidth / 1e9:.1f} GB/s → bound at {bytes_per_element} B/element | {steps} | "
-              f"{copy_seconds * 1e3:.0f} | {bound / 1e9:.3f} | | | 100% |")
+            print(
+                f"| {name:<36} | {steps} | {elements / rate * 1e3:.0f} | {rate / 1e9:.3f} | {vs_sj} | {vs_st} | "
+                f"{rate / bound:.0%} |"
+            )
+        print(
+            f"| copy {bandwidth / 1e9:.1f} GB/s → bound at {bytes_per_element} B/element | {steps} | "
+            f"{copy_seconds * 1e3:.0f} | {bound / 1e9:.3f} | | | 100% |"
+        )
 
 
 if __name__ == "__main__":

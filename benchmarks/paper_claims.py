@@ -100,20 +100,46 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist", help="Fashion-MNIST folder (IDX files)")
     parser.add_argument("--download", action="store_true", help="download Fashion-MNIST into --root when missing")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds; every method runs with each")
-    parser.add_argument("--epochs", type=int, default=5, help="training epochs of every student (cosine annealing to 0 over them)")
-    parser.add_argument("--train-images", type=int, default=12000, help="fixed stratified subset of the 60,000 training images the students train on")
-    parser.add_argument("--width", type=float, default=0.5, help="student width multiplier (resnet_mini 1.0: 32/64 channels)")
-    parser.add_argument("--batch-size", type=int, default=64, help="training batch size of teacher and students")
-    parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="adamw", help="sgd: momentum 0.9, wd 5e-4 (the papers'); adamw: wd 0.01")
-    parser.add_argument("--lr", type=float, default=5e-3, help="student learning rate (cosine annealing over the epochs)")
-    parser.add_argument("--teacher-width", type=float, default=0.25, help="teacher ANN ResNet-18 width multiplier")
-    parser.add_argument("--teacher-epochs", type=int, default=3, help="teacher training epochs on all 60,000 images (SGD lr 0.1, cosine)")
     parser.add_argument(
-        "--methods", nargs="+", default=DEFAULT_METHODS, choices=[m.name for m in METHODS],
+        "--epochs", type=int, default=5, help="training epochs of every student (cosine annealing to 0 over them)"
+    )
+    parser.add_argument(
+        "--train-images",
+        type=int,
+        default=12000,
+        help="fixed stratified subset of the 60,000 training images the students train on",
+    )
+    parser.add_argument(
+        "--width", type=float, default=0.5, help="student width multiplier (resnet_mini 1.0: 32/64 channels)"
+    )
+    parser.add_argument("--batch-size", type=int, default=64, help="training batch size of teacher and students")
+    parser.add_argument(
+        "--optimizer",
+        choices=("sgd", "adamw"),
+        default="adamw",
+        help="sgd: momentum 0.9, wd 5e-4 (the papers'); adamw: wd 0.01",
+    )
+    parser.add_argument(
+        "--lr", type=float, default=5e-3, help="student learning rate (cosine annealing over the epochs)"
+    )
+    parser.add_argument("--teacher-width", type=float, default=0.25, help="teacher ANN ResNet-18 width multiplier")
+    parser.add_argument(
+        "--teacher-epochs",
+        type=int,
+        default=3,
+        help="teacher training epochs on all 60,000 images (SGD lr 0.1, cosine)",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=DEFAULT_METHODS,
+        choices=[m.name for m in METHODS],
         help="methods to run; rows of other methods that an earlier run with the same settings wrote to --out are kept",
     )
     parser.add_argument("--jobs", type=int, default=2, help="runs trained at once, each with cores/jobs threads")
-    parser.add_argument("--out", default="benchmarks/results/paper_claims", help="folder of the teacher cache and the tables")
+    parser.add_argument(
+        "--out", default="benchmarks/results/paper_claims", help="folder of the teacher cache and the tables"
+    )
     return parser.parse_args()
 
 
@@ -162,7 +188,9 @@ def train_teacher(args: argparse.Namespace) -> tuple[Path, float]:
     data = fashion_mnist(args, download=args.download)
     if not path.is_file():
         L.seed_everything(0, verbose=False)
-        teacher = ANNClassifier(arch="resnet18", num_classes=10, in_channels=1, stem="cifar", width_multiplier=args.teacher_width)
+        teacher = ANNClassifier(
+            arch="resnet18", num_classes=10, in_channels=1, stem="cifar", width_multiplier=args.teacher_width
+        )
         trainer = quiet_trainer(max_epochs=args.teacher_epochs, callbacks=[EpochSeed(0)])
         trainer.fit(teacher, datamodule=data)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -269,16 +297,29 @@ def tables(results: list[dict], args: argparse.Namespace, header: str) -> str:
     by = {(r["method"], r["seed"]): r for r in results}
     methods = [m.name for m in METHODS if any(r["method"] == m.name for r in results)]
     seeds = args.seeds
-    lines = [header, "", f"| method | {' | '.join(f'seed {s}' for s in seeds)} | mean ± std (%) |", "|---|" + "---|" * (len(seeds) + 1)]
+    lines = [
+        header,
+        "",
+        f"| method | {' | '.join(f'seed {s}' for s in seeds)} | mean ± std (%) |",
+        "|---|" + "---|" * (len(seeds) + 1),
+    ]
     for name in methods:
         values = [by[name, s][final] for s in seeds]
         lines.append(f"| {name} | {' | '.join(f'{100 * v:.2f}' for v in values)} | {mean_std(values)} |")
-    lines += ["", f"| paired difference (points) | {' | '.join(f'seed {s}' for s in seeds)} | mean ± std |", "|---|" + "---|" * (len(seeds) + 1)]
+    lines += [
+        "",
+        f"| paired difference (points) | {' | '.join(f'seed {s}' for s in seeds)} | mean ± std |",
+        "|---|" + "---|" * (len(seeds) + 1),
+    ]
     for first, second in PAIRS:
         if first in methods and second in methods:
             gaps = [by[first, s][final] - by[second, s][final] for s in seeds]
             lines.append(f"| {first} − {second} | {' | '.join(f'{100 * g:+.2f}' for g in gaps)} | {mean_std(gaps)} |")
-    lines += ["", "| trained at T=4, evaluated after | " + " | ".join(f"T={t}" for t in (1, 2, 4)) + " |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "| trained at T=4, evaluated after | " + " | ".join(f"T={t}" for t in (1, 2, 4)) + " |",
+        "|---|---|---|---|",
+    ]
     for name in methods:
         cells = [mean_std([by[name, s][f"acc_t{t}"] for s in seeds]) for t in (1, 2, 4)]
         lines.append(f"| {name} | {' | '.join(cells)} |")
@@ -297,7 +338,10 @@ def earlier_results(out: Path, args: argparse.Namespace) -> list[dict]:
         return []
     with open(table, newline="") as file:
         rows = list(csv.DictReader(file))
-    return [{**row, "seed": int(row["seed"]), **{k: float(v) for k, v in row.items() if k not in ("method", "seed")}} for row in rows]
+    return [
+        {**row, "seed": int(row["seed"]), **{k: float(v) for k, v in row.items() if k not in ("method", "seed")}}
+        for row in rows
+    ]
 
 
 def main() -> None:
@@ -307,7 +351,10 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     teacher, teacher_accuracy = train_teacher(args)
-    print(f"teacher ANN ResNet-18 ×{args.teacher_width:g}: test acc {teacher_accuracy:.4f} ({time.perf_counter() - start:.0f} s; {teacher})", flush=True)
+    print(
+        f"teacher ANN ResNet-18 ×{args.teacher_width:g}: test acc {teacher_accuracy:.4f} ({time.perf_counter() - start:.0f} s; {teacher})",
+        flush=True,
+    )
     methods = [m for m in METHODS if m.name in args.methods]
     inits = {seed: initial_weights(seed, args) for seed in args.seeds}
     # STAA runs are the longest: start them first, so the last minutes are not one run alone.
@@ -334,7 +381,11 @@ def main() -> None:
         f"cosine; teacher ANN ResNet-18 ×{args.teacher_width:g} ({args.teacher_epochs} epochs), test acc "
         f"{100 * teacher_accuracy:.2f} %; τ 4, α 0.5, λ 0.01; seeds {' '.join(map(str, args.seeds))}; "
         f"{minutes:.1f} min in all on {os.cpu_count()} cores ({args.jobs} runs at once)"
-        + (f"; rows of {', '.join(sorted({r['method'] for r in kept} - set(args.methods)))} from an earlier run." if kept else ".")
+        + (
+            f"; rows of {', '.join(sorted({r['method'] for r in kept} - set(args.methods)))} from an earlier run."
+            if kept
+            else "."
+        )
     )
     text = tables(results, args, header)
     print("\n" + text)

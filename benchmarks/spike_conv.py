@@ -51,14 +51,20 @@ def measure(conv: nn.Module, x: torch.Tensor, repeats: int) -> tuple[float, floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=64, help="images per call (T × B of the network)")
-    parser.add_argument("--densities", type=float, nargs="+", default=[0.05, 0.15, 0.25, 0.35], help="fractions of ones")
+    parser.add_argument(
+        "--densities", type=float, nargs="+", default=[0.05, 0.15, 0.25, 0.35], help="fractions of ones"
+    )
     parser.add_argument("--threads", type=int, default=1, help="CPU threads")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median reported)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"# 3×3 conv, batch {args.batch}, {args.threads} thread(s), median CPU ms of {args.repeats}; "
-          f"(×) = nn.Conv2d time / SpikeConv2d time")
-    print("| in→out, side, stride | density | nn.Conv2d fwd | SpikeConv2d fwd | nn.Conv2d fwd+bwd | SpikeConv2d fwd+bwd |")
+    print(
+        f"# 3×3 conv, batch {args.batch}, {args.threads} thread(s), median CPU ms of {args.repeats}; "
+        f"(×) = nn.Conv2d time / SpikeConv2d time"
+    )
+    print(
+        "| in→out, side, stride | density | nn.Conv2d fwd | SpikeConv2d fwd | nn.Conv2d fwd+bwd | SpikeConv2d fwd+bwd |"
+    )
     print("|---|---|---|---|---|---|")
     for c_in, c_out, side, stride in SHAPES:
         torch.manual_seed(0)
@@ -70,9 +76,11 @@ def main() -> None:
             spikes = spikes.contiguous(memory_format=torch.channels_last)
             dense_fwd, dense_train = measure(dense, spikes, args.repeats)
             ours_fwd, ours_train = measure(ours, spikes, args.repeats)
-            print(f"| {c_in}→{c_out}, {side}, {stride} | {density:.2f} | {1e3 * dense_fwd:.1f} | "
-                  f"{1e3 * ours_fwd:.1f} ({dense_fwd / ours_fwd:.2f}×) | {1e3 * dense_train:.1f} | "
-                  f"{1e3 * ours_train:.1f} ({dense_train / ours_train:.2f}×) |")
+            print(
+                f"| {c_in}→{c_out}, {side}, {stride} | {density:.2f} | {1e3 * dense_fwd:.1f} | "
+                f"{1e3 * ours_fwd:.1f} ({dense_fwd / ours_fwd:.2f}×) | {1e3 * dense_train:.1f} | "
+                f"{1e3 * ours_train:.1f} ({dense_train / ours_train:.2f}×) |"
+            )
 
 
 if __name__ == "__main__":

@@ -128,8 +128,21 @@ def spike_rate(model: nn.Module, images: Tensor, neuron: type) -> float:
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 def allocated_mb(device: torch.device) -> float:
@@ -216,8 +229,12 @@ def main() -> None:
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--steps", type=int, default=3, help="timed training steps per configuration (median reported)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
-    parser.add_argument("--clock", default="wall", choices=["wall", "cpu"],
-                        help="wall time, or the process's CPU time (with --threads 1: unaffected by other jobs)")
+    parser.add_argument(
+        "--clock",
+        default="wall",
+        choices=["wall", "cpu"],
+        help="wall time, or the process's CPU time (with --threads 1: unaffected by other jobs)",
+    )
     parser.add_argument("--only", choices=list(CONFIGURATIONS), help=argparse.SUPPRESS)  # one configuration, in a child
     args = parser.parse_args()
     if args.only:
@@ -229,24 +246,38 @@ def main() -> None:
         command = [sys.executable, __file__, *sys.argv[1:], "--only", name]
         child = subprocess.run(command, capture_output=True, text=True)
         lines = child.stdout.strip().splitlines()
-        results[name] = json.loads(lines[-1]) if child.returncode == 0 and lines else child.stderr.strip().splitlines()[-1]
+        results[name] = (
+            json.loads(lines[-1]) if child.returncode == 0 and lines else child.stderr.strip().splitlines()[-1]
+        )
     anchor = results.get(ANCHOR)
 
     def cell(result: dict[str, float], key: str, digits: int = 0) -> str:
         text = f"{result[key]:.{digits}f}"
         return text + (f" ({result[key] / anchor[key]:.2f}×)" if isinstance(anchor, dict) else "")
 
-    print(f"# spiking ResNet-19 ×{args.width} train step, T={args.time_steps}, batch {args.batch_size}, 32×32, "
-          f"{args.device} ({args.threads} threads), median {args.clock} time of {args.steps} steps; (×) = vs SpikingJelly")
-    print("| configuration | images/s | peak RSS MB | RSS growth in training MB | step peak allocated MB | "
-          "kept for backward MB | spike rate |")
+    print(
+        f"# spiking ResNet-19 ×{args.width} train step, T={args.time_steps}, batch {args.batch_size}, 32×32, "
+        f"{args.device} ({args.threads} threads), median {args.clock} time of {args.steps} steps; (×) = vs SpikingJelly"
+    )
+    print(
+        "| configuration | images/s | peak RSS MB | RSS growth in training MB | step peak allocated MB | "
+        "kept for backward MB | spike rate |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, result in results.items():
         if isinstance(result, str):
             print(f"| {name} | failed: {result} | | | | | |")
             continue
-        cells = [cell(result, key, digits) for key, digits in
-                 (("images_per_s", 2), ("peak_rss_mb", 0), ("rss_growth_mb", 0), ("step_peak_mb", 0), ("kept_mb", 0))]
+        cells = [
+            cell(result, key, digits)
+            for key, digits in (
+                ("images_per_s", 2),
+                ("peak_rss_mb", 0),
+                ("rss_growth_mb", 0),
+                ("step_peak_mb", 0),
+                ("kept_mb", 0),
+            )
+        ]
         print(f"| {name} | " + " | ".join(cells) + f" | {result['spike_rate']:.3f} |")
 
 

@@ -51,8 +51,8 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 
 from snn_lightning.callbacks.predictions import PredictionWriter
 from snn_lightning.callbacks.run_summary import BestMetricSummary
-from snn_lightning.callbacks.save_config import LoggerSaveConfigCallback
 from snn_lightning.callbacks.safety import AtomicCheckpointIO, EpochSeed, NaNGuard, check_output_dirs, latest_checkpoint
+from snn_lightning.callbacks.save_config import LoggerSaveConfigCallback
 from snn_lightning.callbacks.sigterm import SynchronizedSigterm
 from snn_lightning.errors import CheckpointError, ConfigurationError, NonFiniteLossError, SNNLightningError
 from snn_lightning.run_outputs import place_outputs, tag_wandb_runs
@@ -144,7 +144,9 @@ def explain_parse_error(message: str, parser: ArgumentParser) -> str:
     if typed:
         key = f"{group}.init_args.{typed[1]}" if class_path else typed[1]
         expected = _type_name(typed[2])
-        choices = [c.strip() for c in expected.removeprefix("one of ").split(",")] if expected.startswith("one of ") else []
+        choices = (
+            [c.strip() for c in expected.removeprefix("one of ").split(",")] if expected.startswith("one of ") else []
+        )
         return f"{key} must be {expected}, got {typed[3]!r}{_suggest(typed[3], choices)}"
     union = re.search(r"Subtypes: \[(.*?)\].*Given value: (.*)", message, re.DOTALL)
     if outer and union and "class_path" not in message:
@@ -154,8 +156,16 @@ def explain_parse_error(message: str, parser: ArgumentParser) -> str:
     if choice:
         options = [option.strip(" '") for option in choice[2].split(",")]
         return f"unknown subcommand {choice[1]!r}{_suggest(choice[1], options)}; choose from {', '.join(options)}"
-    boilerplate = ("Does not validate against any", "Subtypes:", "Errors:", "Given value type:", "- Expected a <class 'NoneType'>")
-    lines = [line.strip(" -") for line in message.splitlines() if line.strip() and not line.strip().startswith(boilerplate)]
+    boilerplate = (
+        "Does not validate against any",
+        "Subtypes:",
+        "Errors:",
+        "Given value type:",
+        "- Expected a <class 'NoneType'>",
+    )
+    lines = [
+        line.strip(" -") for line in message.splitlines() if line.strip() and not line.strip().startswith(boilerplate)
+    ]
     return " ".join(lines) + help_hint
 
 
@@ -194,7 +204,8 @@ def _load_config_file(value: str) -> dict[str, Any]:
         started = f" started at line {context_mark.line + 1}, column {context_mark.column + 1}" if context_mark else ""
         problem = getattr(error, "problem", None) or str(error)
         raise ConfigurationError(
-            f"config file {path} is not valid YAML{where}: {problem}" + (f" ({context}{started})" if context else "")
+            f"config file {path} is not valid YAML{where}: {problem}"
+            + (f" ({context}{started})" if context else "")
             + "; fix the syntax there"
         ) from error
     if content is None:
@@ -251,7 +262,9 @@ def read_checkpoint(path: str | Path, weights_only: bool = True) -> dict[str, An
     try:
         checkpoint = torch.load(file, map_location="cpu", weights_only=weights_only)
     except Exception as error:
-        first_sentence = str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else type(error).__name__
+        first_sentence = (
+            str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else type(error).__name__
+        )
         if weights_only and "weights_only" in str(error):
             found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
             raise CheckpointError(
@@ -302,7 +315,9 @@ def _state_dict_mismatch(message: str) -> str:
     if shapes:
         key, saved, model = shapes[0]
         more = ", …" if len(shapes) > 1 else ""
-        parts.append(f"{len(shapes)} tensors differ in shape ({key}: {saved} in the checkpoint, {model} in the model{more})")
+        parts.append(
+            f"{len(shapes)} tensors differ in shape ({key}: {saved} in the checkpoint, {model} in the model{more})"
+        )
     for label in ("Missing", "Unexpected"):
         found = re.search(rf"{label} key\(s\) in state_dict: (.*?)\.\s*$", message, re.MULTILINE)
         if found:
@@ -400,14 +415,20 @@ class SNNLightningCLI(LightningCLI):
         if ckpt_path is not None and not str(ckpt_path).strip():
             raise ConfigurationError(
                 f"--ckpt_path is empty; give the path of a .ckpt file or best / last (the newest run under "
-                f"{self._root(self.config[subcommand])})" + (", or leave it out to train afresh" if subcommand == "fit" else "")
+                f"{self._root(self.config[subcommand])})"
+                + (", or leave it out to train afresh" if subcommand == "fit" else "")
             )
         if ckpt_path in _NEWEST_CKPT_PATHS:  # in a new process Lightning knows no best or last model
             found = newest_checkpoint(self._root(self.config[subcommand]), ckpt_path)
             if launch_rank() == 0:
                 print(f"--ckpt_path {ckpt_path}: {found}", file=sys.stderr)
             ckpt_path = self.config[subcommand].ckpt_path = str(found)
-        if not ckpt_path or str(ckpt_path) in _SPECIAL_CKPT_PATHS or "://" in str(ckpt_path) or str(ckpt_path).startswith("registry"):
+        if (
+            not ckpt_path
+            or str(ckpt_path) in _SPECIAL_CKPT_PATHS
+            or "://" in str(ckpt_path)
+            or str(ckpt_path).startswith("registry")
+        ):
             return
         weights_only = self.config[subcommand].get("weights_only") is not False
         checkpoint = read_checkpoint(ckpt_path, weights_only)
@@ -609,7 +630,11 @@ class SNNLightningCLI(LightningCLI):
         check_output_dirs(self.trainer, module)
         _check_cache_dir(self.datamodule)
         trainer_config = self.config_init[self.subcommand].get("trainer", {})
-        if trainer_config.get("sync_batchnorm") and self.trainer.world_size > 1 and isinstance(self.trainer.accelerator, CPUAccelerator):
+        if (
+            trainer_config.get("sync_batchnorm")
+            and self.trainer.world_size > 1
+            and isinstance(self.trainer.accelerator, CPUAccelerator)
+        ):
             raise ConfigurationError(
                 "trainer.sync_batchnorm is true but the processes run on CPUs, and torch's SyncBatchNorm runs on "
                 "GPUs only; set trainer.sync_batchnorm: false on CPUs (each process then normalises its own batch)"
@@ -733,7 +758,9 @@ def _trainer_error(error: MisconfigurationException, config: dict[str, Any]) -> 
         )
     named = re.search(r"`(\w+)`", message)
     setting = f"trainer.{named[1]}" if named else "a trainer setting"
-    return ConfigurationError(f"{setting} is out of range ({message.replace('`', '')}); fix {setting} in the config or on the command line")
+    return ConfigurationError(
+        f"{setting} is out of range ({message.replace('`', '')}); fix {setting} in the config or on the command line"
+    )
 
 
 def _user_error(error: BaseException | None) -> SNNLightningError | None:

@@ -50,7 +50,9 @@ def library_path(source: Path, flags: Sequence[str], compiler: str) -> Path:
     return _cache_dir() / f"{source.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
 
 
-def _build(compiler: str, source: Path, flags: Sequence[str], link_variants: Sequence[Sequence[str]], target: Path) -> None:
+def _build(
+    compiler: str, source: Path, flags: Sequence[str], link_variants: Sequence[Sequence[str]], target: Path
+) -> None:
     """Compile ``source`` into ``target`` with the first link variant that works; raise with every error otherwise."""
     target.parent.mkdir(parents=True, exist_ok=True)
     errors = []

@@ -106,7 +106,9 @@ def _numbers(parent: Path, prefix: str) -> list[int]:
     """Return the N of the ``<prefix>N`` folders in ``parent``."""
     if not parent.is_dir():
         return []
-    return [int(match[1]) for entry in parent.iterdir() if (match := re.fullmatch(rf"{re.escape(prefix)}(\d+)", entry.name))]
+    return [
+        int(match[1]) for entry in parent.iterdir() if (match := re.fullmatch(rf"{re.escape(prefix)}(\d+)", entry.name))
+    ]
 
 
 def _next_numbered(parent: Path, prefix: str) -> Path:
@@ -138,7 +140,9 @@ def claim_version(root: Path) -> Path:
     except OSError as error:
         existing = next(folder for folder in root.absolute().parents if folder.exists())
         if not existing.is_dir():
-            raise OutputDirError(f"output folder {root.absolute()} cannot be created: {existing} is a file; change trainer.default_root_dir") from error
+            raise OutputDirError(
+                f"output folder {root.absolute()} cannot be created: {existing} is a file; change trainer.default_root_dir"
+            ) from error
         raise OutputDirError(
             f"output folder {root.absolute()} is not writable ({error.strerror or error} in {existing}); fix its "
             f"permissions or change trainer.default_root_dir"
@@ -174,8 +178,16 @@ def newest_run(root: Path) -> Path | None:
     link = root / LATEST
     if link.is_dir() and is_run_folder(link) and any(link.glob("checkpoints/*.ckpt")):
         return link.resolve()
-    runs = [folder for folder in root.iterdir() if is_run_folder(folder) and not folder.is_symlink()] if root.is_dir() else []
-    times = {run: max(file.stat().st_mtime for file in run.glob("checkpoints/*.ckpt")) for run in runs if any(run.glob("checkpoints/*.ckpt"))}
+    runs = (
+        [folder for folder in root.iterdir() if is_run_folder(folder) and not folder.is_symlink()]
+        if root.is_dir()
+        else []
+    )
+    times = {
+        run: max(file.stat().st_mtime for file in run.glob("checkpoints/*.ckpt"))
+        for run in runs
+        if any(run.glob("checkpoints/*.ckpt"))
+    }
     return max(times, key=times.get) if times else None
 
 

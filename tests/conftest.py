@@ -1,13 +1,13 @@
 """Shared fixtures: paths of the repository's configs, a temporary working folder, a Python without a C++ compiler."""
 
-import snn_lightning  # noqa: F401  (first, before torch: it sets OpenMP's wait policy)
-
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import snn_lightning  # noqa: F401  (first, before torch: it sets OpenMP's wait policy)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))

@@ -10,20 +10,30 @@ from collections import namedtuple
 import lightning as L
 import pytest
 import torch
+from conftest import REPO
+from test_data_static import TouchesMarker, write_cifar
 from torch import nn
 
-from conftest import REPO
 from snn_lightning.callbacks.safety import NaNGuard
 from snn_lightning.cli import SNNLightningCLI, main
 from snn_lightning.errors import ConfigurationError, NonFiniteLossError
 from snn_lightning.models import ANN_ARCHITECTURES, spiking_resnet20
-from test_data_static import TouchesMarker, write_cifar
 
 QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
 KD = str(REPO / "configs" / "quickstart_kd.yaml")
 DVS = str(REPO / "configs" / "quickstart_dvs.yaml")
-TINY = ["--model.width_multiplier", "0.25", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
-        "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]
+TINY = [
+    "--model.width_multiplier",
+    "0.25",
+    "--trainer.limit_train_batches",
+    "1",
+    "--trainer.limit_val_batches",
+    "1",
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+]
 CIFAR = ["--data.dataset", "cifar10", "--model.width_multiplier", "0.25"]
 
 
@@ -45,10 +55,15 @@ def files(tmp_path_factory):
     (folder / "corrupt.ckpt").write_bytes(b"PK\x03\x04 a truncated zip")
     torch.save({"state_dict": {}, "hyper_parameters": {"note": Pickled()}}, folder / "pickled.ckpt")
     # Plain strings only (loads with weights_only), but naming a class the CLI would import from an unknown module.
-    foreign = {"_class_path": "snn_lightning.modules.SNNClassifier", "neuron": {"class_path": "not_installed_payload.Neuron"}}
+    foreign = {
+        "_class_path": "snn_lightning.modules.SNNClassifier",
+        "neuron": {"class_path": "not_installed_payload.Neuron"},
+    }
     torch.save({"state_dict": {}, "hyper_parameters": foreign}, folder / "foreign_class.ckpt")
     for name, classes in (("teacher.pt", 10), ("teacher_5_classes.pt", 5)):
-        torch.save(ANN_ARCHITECTURES["resnet18"](num_classes=classes, in_channels=1, stem="cifar").state_dict(), folder / name)
+        torch.save(
+            ANN_ARCHITECTURES["resnet18"](num_classes=classes, in_channels=1, stem="cifar").state_dict(), folder / name
+        )
     torch.save({"conv1.weight": Pickled()}, folder / "teacher_pickled.pt")
     (folder / "imagenet" / "train").mkdir(parents=True)
     for name in ("cifar_truncated", "cifar_pickled"):
@@ -80,91 +95,253 @@ def run_main(args, capsys):
 
 # (case, arguments with {files}/{checkpoint} placeholders, fragments the error line must contain)
 CASES = [
-    ("config file missing", ["fit", "--config", "{files}/nowhere.yaml"],
-     ["config file", "nowhere.yaml does not exist; check the path"]),
-    ("malformed YAML", ["fit", "--config", "{files}/broken.yaml"],
-     ["broken.yaml is not valid YAML at line 4, column 6", "started at line 3, column 12", "fix the syntax"]),
-    ("config file empty", ["fit", "--config", "{files}/empty.yaml"],
-     ["config file", "empty.yaml is empty (no settings)", "or drop that --config"]),
-    ("unknown key on the command line", ["fit", "--config", QUICKSTART, "--trainer.max_epohcs", "3"],
-     ["unknown setting trainer.max_epohcs (did you mean trainer.max_epochs?)", "snn-lightning fit --help"]),
-    ("unknown key in a config file", ["fit", "--config", QUICKSTART, "--config", "{files}/typo.yaml"],
-     ["model.init_args.time_step is not an argument of snn_lightning.modules.SNNClassifier (did you mean time_steps?)"]),
-    ("wrong type", ["fit", "--config", QUICKSTART, "--data.batch_size", "many"],
-     ["data.init_args.batch_size must be int, got 'many'"]),
-    ("value outside the choices", ["fit", "--config", QUICKSTART, "--model.arch", "resnet91"],
-     ["model.init_args.arch must be one of resnet_mini, resnet19", "got 'resnet91' (did you mean resnet19?)"]),
-    ("unknown subcommand", ["fitt", "--config", QUICKSTART],
-     ["unknown subcommand 'fitt' (did you mean fit?); choose from fit, validate, test, predict"]),
-    ("data time steps given against the model's", ["fit", "--config", QUICKSTART, "--data.time_steps", "3"],
-     ["data.time_steps is 3 but model.time_steps is 4", "give them once: --model.time_steps 3"]),
-    ("class count given against the data's", ["fit", "--config", QUICKSTART, "--model.num_classes", "100"],
-     ["model.num_classes is 100 but the data module (StaticImageDataModule) has num_classes = 10", "drop model.num_classes"]),
-    ("input channels given against the data's", ["fit", "--config", QUICKSTART, "--model.in_channels", "3"],
-     ["model.in_channels is 3 but the data module (StaticImageDataModule) has in_channels = 1"]),
-    ("dataset folder with the wrong layout", ["fit", "--config", QUICKSTART, "--data.dataset", "imagenet",
-                                             "--data.root", "{files}/imagenet", "--model.width_multiplier", "0.05"],
-     ["ImageNet not found", "imagenet/train is not a folder of class folders"]),
-    ("teacher checkpoint missing", ["fit", "--config", KD, "--model.teacher_checkpoint", "{files}/no_teacher.pt"],
-     ["teacher checkpoint", "no_teacher.pt does not exist"]),
-    ("teacher checkpoint corrupt", ["fit", "--config", KD, "--model.teacher_checkpoint", "{files}/corrupt.ckpt"],
-     ["teacher checkpoint", "corrupt.ckpt is not a PyTorch checkpoint that loads with weights_only=True"]),
-    ("teacher checkpoint holding a pickled object", ["fit", "--config", KD, "--model.teacher_checkpoint", "{files}/teacher_pickled.pt"],
-     ["teacher_pickled.pt is not a PyTorch checkpoint that loads with weights_only=True"]),
-    ("teacher of another architecture", ["fit", "--config", KD, "--model.teacher_checkpoint", "{files}/teacher.pt",
-                                         "--model.teacher_arch", "resnet34"],
-     ["does not fit an ANN resnet34", "set model.init_args.teacher_arch: resnet18"]),
-    ("teacher with another class count", ["fit", "--config", KD, "--model.teacher_checkpoint", "{files}/teacher_5_classes.pt"],
-     ["has 5 classes but the data module has 10"]),
-    ("resume checkpoint missing", ["fit", "--config", QUICKSTART, "--ckpt_path", "{files}/gone.ckpt"],
-     ["checkpoint", "gone.ckpt does not exist; give the path of a .ckpt file"]),
-    ("resume checkpoint corrupt", ["fit", "--config", QUICKSTART, "--ckpt_path", "{files}/corrupt.ckpt"],
-     ["corrupt.ckpt cannot be read", "truncated or not a PyTorch checkpoint"]),
-    ("resume checkpoint holding a pickled object", ["test", "--config", QUICKSTART, "--ckpt_path", "{files}/pickled.ckpt"],
-     ["pickled.ckpt holds a pickled Python object (print)", "if you trust the file, pass --weights_only false"]),
-    ("resume checkpoint naming a foreign class", ["test", "--config", QUICKSTART, "--ckpt_path", "{files}/foreign_class.ckpt"],
-     ["names the class not_installed_payload.Neuron (at model.neuron)", "only from snn_lightning, torch, lightning",
-      "name that class in your config or pass --trusted_packages '[not_installed_payload]'"]),
-    ("resume checkpoint of another model", ["fit", "--config", QUICKSTART, *TINY, "--ckpt_path", "{checkpoint}",
-                                            "--model.width_multiplier", "0.5"],
-     ["last.ckpt does not fit the configured model", "tensors differ in shape",
-      "network.stem.0.module.weight: [8, 1, 3, 3] in the checkpoint, [16, 1, 3, 3] in the model", "config.yaml"]),
-    ("evaluation without a checkpoint", ["test", "--config", QUICKSTART],
-     ["test evaluates a trained model, and no --ckpt_path was given", "pass --ckpt_path best or last"]),
-    ("last checkpoint before any run", ["test", "--config", QUICKSTART, "--ckpt_path", "last"],
-     ["--ckpt_path last looks for the newest run under logs/quickstart with a checkpoint, and there is none",
-      "train one first"]),
-    ("best checkpoint before any run", ["test", "--config", QUICKSTART, "--ckpt_path", "best"],
-     ["--ckpt_path best looks for the newest run under logs/quickstart with a checkpoint, and there is none"]),
-    ("empty checkpoint path for fit", ["fit", "--config", QUICKSTART, "--ckpt_path", ""],
-     ["--ckpt_path is empty; give the path of a .ckpt file or best / last", "or leave it out to train afresh"]),
-    ("empty checkpoint path for test", ["test", "--config", QUICKSTART, "--ckpt_path", ""],
-     ["--ckpt_path is empty; give the path of a .ckpt file or best / last (the newest run under logs/quickstart)"]),
-    ("negative epoch count", ["fit", "--config", QUICKSTART, "--trainer.max_epochs", "-5"],
-     ["trainer.max_epochs is out of range (max_epochs must be a non-negative integer or -1. You passed in -5.)",
-      "fix trainer.max_epochs"]),
-    ("negative learning rate", ["fit", "--config", QUICKSTART, *TINY, "--model.optimizer.lr", "-0.1"],
-     ["a setting of model.optimizer is out of range (Invalid learning rate: -0.1)",
-      "fix it in model.optimizer.init_args"]),
-    ("CIFAR root that is a file", ["fit", "--config", QUICKSTART, *CIFAR, "--data.root", "{files}/a_file"],
-     ["data.root", "a_file is a file, not a folder; set data.init_args.root to the folder holding the dataset"]),
-    ("CIFAR batch truncated", ["fit", "--config", QUICKSTART, *CIFAR, "--data.root", "{files}/cifar_truncated"],
-     ["cifar_truncated/cifar-10-batches-py/data_batch_2 is not a CIFAR batch (pickle data was truncated)",
-      "delete", "and run again with data.init_args.download: true"]),
-    ("CIFAR batch holding a pickled object",
-     ["fit", "--config", QUICKSTART, *CIFAR, "--data.root", "{files}/cifar_pickled"],
-     ["cifar_pickled/cifar-10-batches-py/data_batch_1 is not a CIFAR batch",
-      "names the Python object pathlib.Path.touch", "nothing in it was run"]),
-    ("frame-cache folder that is a file", ["fit", "--config", DVS, "--data.dataset", "nmnist", "--data.root", "{files}/events",
-                                           "--data.cache_dir", "{files}/a_file", "--model.width_multiplier", "0.25"],
-     ["data.cache_dir", "a_file cannot hold the frame cache", "a_file is a file; set data.init_args.cache_dir to a folder"]),
-    ("log folder inside a file", ["fit", "--config", QUICKSTART, "--trainer.default_root_dir", "{files}/a_file/logs"],
-     ["a_file/logs cannot be created", "a_file is a file; change trainer.default_root_dir"]),
-    ("log folder not writable", ["fit", "--config", QUICKSTART, "--trainer.default_root_dir", "/proc/snn-logs"],
-     ["output folder /proc/snn-logs is not writable", "change trainer.default_root_dir"]),
-    ("sync-BN on CPU processes", ["fit", "--config", QUICKSTART, "--trainer.devices", "2", "--trainer.strategy", "ddp",
-                                  "--trainer.sync_batchnorm", "true"],
-     ["trainer.sync_batchnorm is true but the processes run on CPUs", "set trainer.sync_batchnorm: false"]),
+    (
+        "config file missing",
+        ["fit", "--config", "{files}/nowhere.yaml"],
+        ["config file", "nowhere.yaml does not exist; check the path"],
+    ),
+    (
+        "malformed YAML",
+        ["fit", "--config", "{files}/broken.yaml"],
+        ["broken.yaml is not valid YAML at line 4, column 6", "started at line 3, column 12", "fix the syntax"],
+    ),
+    (
+        "config file empty",
+        ["fit", "--config", "{files}/empty.yaml"],
+        ["config file", "empty.yaml is empty (no settings)", "or drop that --config"],
+    ),
+    (
+        "unknown key on the command line",
+        ["fit", "--config", QUICKSTART, "--trainer.max_epohcs", "3"],
+        ["unknown setting trainer.max_epohcs (did you mean trainer.max_epochs?)", "snn-lightning fit --help"],
+    ),
+    (
+        "unknown key in a config file",
+        ["fit", "--config", QUICKSTART, "--config", "{files}/typo.yaml"],
+        [
+            "model.init_args.time_step is not an argument of snn_lightning.modules.SNNClassifier (did you mean time_steps?)"
+        ],
+    ),
+    (
+        "wrong type",
+        ["fit", "--config", QUICKSTART, "--data.batch_size", "many"],
+        ["data.init_args.batch_size must be int, got 'many'"],
+    ),
+    (
+        "value outside the choices",
+        ["fit", "--config", QUICKSTART, "--model.arch", "resnet91"],
+        ["model.init_args.arch must be one of resnet_mini, resnet19", "got 'resnet91' (did you mean resnet19?)"],
+    ),
+    (
+        "unknown subcommand",
+        ["fitt", "--config", QUICKSTART],
+        ["unknown subcommand 'fitt' (did you mean fit?); choose from fit, validate, test, predict"],
+    ),
+    (
+        "data time steps given against the model's",
+        ["fit", "--config", QUICKSTART, "--data.time_steps", "3"],
+        ["data.time_steps is 3 but model.time_steps is 4", "give them once: --model.time_steps 3"],
+    ),
+    (
+        "class count given against the data's",
+        ["fit", "--config", QUICKSTART, "--model.num_classes", "100"],
+        [
+            "model.num_classes is 100 but the data module (StaticImageDataModule) has num_classes = 10",
+            "drop model.num_classes",
+        ],
+    ),
+    (
+        "input channels given against the data's",
+        ["fit", "--config", QUICKSTART, "--model.in_channels", "3"],
+        ["model.in_channels is 3 but the data module (StaticImageDataModule) has in_channels = 1"],
+    ),
+    (
+        "dataset folder with the wrong layout",
+        [
+            "fit",
+            "--config",
+            QUICKSTART,
+            "--data.dataset",
+            "imagenet",
+            "--data.root",
+            "{files}/imagenet",
+            "--model.width_multiplier",
+            "0.05",
+        ],
+        ["ImageNet not found", "imagenet/train is not a folder of class folders"],
+    ),
+    (
+        "teacher checkpoint missing",
+        ["fit", "--config", KD, "--model.teacher_checkpoint", "{files}/no_teacher.pt"],
+        ["teacher checkpoint", "no_teacher.pt does not exist"],
+    ),
+    (
+        "teacher checkpoint corrupt",
+        ["fit", "--config", KD, "--model.teacher_checkpoint", "{files}/corrupt.ckpt"],
+        ["teacher checkpoint", "corrupt.ckpt is not a PyTorch checkpoint that loads with weights_only=True"],
+    ),
+    (
+        "teacher checkpoint holding a pickled object",
+        ["fit", "--config", KD, "--model.teacher_checkpoint", "{files}/teacher_pickled.pt"],
+        ["teacher_pickled.pt is not a PyTorch checkpoint that loads with weights_only=True"],
+    ),
+    (
+        "teacher of another architecture",
+        ["fit", "--config", KD, "--model.teacher_checkpoint", "{files}/teacher.pt", "--model.teacher_arch", "resnet34"],
+        ["does not fit an ANN resnet34", "set model.init_args.teacher_arch: resnet18"],
+    ),
+    (
+        "teacher with another class count",
+        ["fit", "--config", KD, "--model.teacher_checkpoint", "{files}/teacher_5_classes.pt"],
+        ["has 5 classes but the data module has 10"],
+    ),
+    (
+        "resume checkpoint missing",
+        ["fit", "--config", QUICKSTART, "--ckpt_path", "{files}/gone.ckpt"],
+        ["checkpoint", "gone.ckpt does not exist; give the path of a .ckpt file"],
+    ),
+    (
+        "resume checkpoint corrupt",
+        ["fit", "--config", QUICKSTART, "--ckpt_path", "{files}/corrupt.ckpt"],
+        ["corrupt.ckpt cannot be read", "truncated or not a PyTorch checkpoint"],
+    ),
+    (
+        "resume checkpoint holding a pickled object",
+        ["test", "--config", QUICKSTART, "--ckpt_path", "{files}/pickled.ckpt"],
+        ["pickled.ckpt holds a pickled Python object (print)", "if you trust the file, pass --weights_only false"],
+    ),
+    (
+        "resume checkpoint naming a foreign class",
+        ["test", "--config", QUICKSTART, "--ckpt_path", "{files}/foreign_class.ckpt"],
+        [
+            "names the class not_installed_payload.Neuron (at model.neuron)",
+            "only from snn_lightning, torch, lightning",
+            "name that class in your config or pass --trusted_packages '[not_installed_payload]'",
+        ],
+    ),
+    (
+        "resume checkpoint of another model",
+        ["fit", "--config", QUICKSTART, *TINY, "--ckpt_path", "{checkpoint}", "--model.width_multiplier", "0.5"],
+        [
+            "last.ckpt does not fit the configured model",
+            "tensors differ in shape",
+            "network.stem.0.module.weight: [8, 1, 3, 3] in the checkpoint, [16, 1, 3, 3] in the model",
+            "config.yaml",
+        ],
+    ),
+    (
+        "evaluation without a checkpoint",
+        ["test", "--config", QUICKSTART],
+        ["test evaluates a trained model, and no --ckpt_path was given", "pass --ckpt_path best or last"],
+    ),
+    (
+        "last checkpoint before any run",
+        ["test", "--config", QUICKSTART, "--ckpt_path", "last"],
+        [
+            "--ckpt_path last looks for the newest run under logs/quickstart with a checkpoint, and there is none",
+            "train one first",
+        ],
+    ),
+    (
+        "best checkpoint before any run",
+        ["test", "--config", QUICKSTART, "--ckpt_path", "best"],
+        ["--ckpt_path best looks for the newest run under logs/quickstart with a checkpoint, and there is none"],
+    ),
+    (
+        "empty checkpoint path for fit",
+        ["fit", "--config", QUICKSTART, "--ckpt_path", ""],
+        ["--ckpt_path is empty; give the path of a .ckpt file or best / last", "or leave it out to train afresh"],
+    ),
+    (
+        "empty checkpoint path for test",
+        ["test", "--config", QUICKSTART, "--ckpt_path", ""],
+        ["--ckpt_path is empty; give the path of a .ckpt file or best / last (the newest run under logs/quickstart)"],
+    ),
+    (
+        "negative epoch count",
+        ["fit", "--config", QUICKSTART, "--trainer.max_epochs", "-5"],
+        [
+            "trainer.max_epochs is out of range (max_epochs must be a non-negative integer or -1. You passed in -5.)",
+            "fix trainer.max_epochs",
+        ],
+    ),
+    (
+        "negative learning rate",
+        ["fit", "--config", QUICKSTART, *TINY, "--model.optimizer.lr", "-0.1"],
+        [
+            "a setting of model.optimizer is out of range (Invalid learning rate: -0.1)",
+            "fix it in model.optimizer.init_args",
+        ],
+    ),
+    (
+        "CIFAR root that is a file",
+        ["fit", "--config", QUICKSTART, *CIFAR, "--data.root", "{files}/a_file"],
+        ["data.root", "a_file is a file, not a folder; set data.init_args.root to the folder holding the dataset"],
+    ),
+    (
+        "CIFAR batch truncated",
+        ["fit", "--config", QUICKSTART, *CIFAR, "--data.root", "{files}/cifar_truncated"],
+        [
+            "cifar_truncated/cifar-10-batches-py/data_batch_2 is not a CIFAR batch (pickle data was truncated)",
+            "delete",
+            "and run again with data.init_args.download: true",
+        ],
+    ),
+    (
+        "CIFAR batch holding a pickled object",
+        ["fit", "--config", QUICKSTART, *CIFAR, "--data.root", "{files}/cifar_pickled"],
+        [
+            "cifar_pickled/cifar-10-batches-py/data_batch_1 is not a CIFAR batch",
+            "names the Python object pathlib.Path.touch",
+            "nothing in it was run",
+        ],
+    ),
+    (
+        "frame-cache folder that is a file",
+        [
+            "fit",
+            "--config",
+            DVS,
+            "--data.dataset",
+            "nmnist",
+            "--data.root",
+            "{files}/events",
+            "--data.cache_dir",
+            "{files}/a_file",
+            "--model.width_multiplier",
+            "0.25",
+        ],
+        [
+            "data.cache_dir",
+            "a_file cannot hold the frame cache",
+            "a_file is a file; set data.init_args.cache_dir to a folder",
+        ],
+    ),
+    (
+        "log folder inside a file",
+        ["fit", "--config", QUICKSTART, "--trainer.default_root_dir", "{files}/a_file/logs"],
+        ["a_file/logs cannot be created", "a_file is a file; change trainer.default_root_dir"],
+    ),
+    (
+        "log folder not writable",
+        ["fit", "--config", QUICKSTART, "--trainer.default_root_dir", "/proc/snn-logs"],
+        ["output folder /proc/snn-logs is not writable", "change trainer.default_root_dir"],
+    ),
+    (
+        "sync-BN on CPU processes",
+        [
+            "fit",
+            "--config",
+            QUICKSTART,
+            "--trainer.devices",
+            "2",
+            "--trainer.strategy",
+            "ddp",
+            "--trainer.sync_batchnorm",
+            "true",
+        ],
+        ["trainer.sync_batchnorm is true but the processes run on CPUs", "set trainer.sync_batchnorm: false"],
+    ),
 ]
 
 
@@ -195,8 +372,17 @@ def test_wandb_without_login_or_network_names_both_fixes(tmp_path):
     env = {key: value for key, value in os.environ.items() if not key.startswith("WANDB_")}
     # No API key (a HOME without .netrc) and a server that refuses connections: wandb cannot start a run.
     env.update(HOME=str(tmp_path), WANDB_CONFIG_DIR=str(tmp_path / "wandb_config"), WANDB_BASE_URL="http://127.0.0.1:9")
-    args = [sys.executable, "-m", "snn_lightning.cli", "fit", "--config", QUICKSTART, *TINY,
-            "--trainer.logger", "lightning.pytorch.loggers.WandbLogger"]
+    args = [
+        sys.executable,
+        "-m",
+        "snn_lightning.cli",
+        "fit",
+        "--config",
+        QUICKSTART,
+        *TINY,
+        "--trainer.logger",
+        "lightning.pytorch.loggers.WandbLogger",
+    ]
     result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
@@ -216,13 +402,26 @@ def test_a_full_disk_is_reported_before_the_first_epoch(capsys, in_tmp_dir, monk
 
 def test_an_image_too_small_for_the_stem_is_explained():
     model = spiking_resnet20(num_classes=10, in_channels=1, time_steps=2, width_multiplier=0.05)
-    with pytest.raises(ConfigurationError, match=r"input images are 1×1 .* needs at least 2×2, or its feature maps shrink to 0×0"):
+    with pytest.raises(
+        ConfigurationError, match=r"input images are 1×1 .* needs at least 2×2, or its feature maps shrink to 0×0"
+    ):
         model(torch.rand(2, 1, 1, 1))
 
 
 def test_time_steps_on_the_command_line_beat_the_checkpoint(trained_checkpoint, in_tmp_dir):
-    args = ["test", "--config", QUICKSTART, "--ckpt_path", str(trained_checkpoint), "--model.time_steps", "2",
-            "--trainer.limit_test_batches", "1", "--trainer.logger", "false"]
+    args = [
+        "test",
+        "--config",
+        QUICKSTART,
+        "--ckpt_path",
+        str(trained_checkpoint),
+        "--model.time_steps",
+        "2",
+        "--trainer.limit_test_batches",
+        "1",
+        "--trainer.logger",
+        "false",
+    ]
     cli = SNNLightningCLI(args=args)
     assert cli.model.time_steps == 2 and cli.datamodule.time_steps == 2
     assert cli.model.hparams.width_multiplier == 0.25, "the other model settings come from the checkpoint"
@@ -252,7 +451,9 @@ class TwoTerms(L.LightningModule):
 
 
 def test_a_nan_loss_stops_naming_the_step_and_term_and_keeps_the_last_checkpoint(tmp_path):
-    checkpoints = L.pytorch.callbacks.ModelCheckpoint(tmp_path, filename="last", every_n_train_steps=1, enable_version_counter=False)
+    checkpoints = L.pytorch.callbacks.ModelCheckpoint(
+        tmp_path, filename="last", every_n_train_steps=1, enable_version_counter=False
+    )
     trainer = L.Trainer(max_epochs=1, callbacks=[NaNGuard(), checkpoints], logger=False, enable_progress_bar=False)
     model = TwoTerms()
     with pytest.raises(NonFiniteLossError) as error:
@@ -268,7 +469,16 @@ def test_a_nan_loss_stops_naming_the_step_and_term_and_keeps_the_last_checkpoint
 
 
 def test_the_cli_stops_a_diverging_run_with_one_line(capsys, in_tmp_dir):
-    args = ["fit", "--config", QUICKSTART, "--model.optimizer.init_args.lr", "1e30", *TINY, "--trainer.limit_train_batches", "6"]
+    args = [
+        "fit",
+        "--config",
+        QUICKSTART,
+        "--model.optimizer.init_args.lr",
+        "1e30",
+        *TINY,
+        "--trainer.limit_train_batches",
+        "6",
+    ]
     code, err = run_main(args, capsys)
     assert code == 2
     assert "error: non-finite loss: train/loss=nan at global step" in err

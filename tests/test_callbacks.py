@@ -102,7 +102,10 @@ def test_energy_of_the_two_layer_model_by_hand(tmp_path):
     assert metrics["test/energy_with_memory_mj"] == pytest.approx((4.6 * 8 + 0.9 * 6 + (1280 + 2128) * 10 / 64) * 1e-9)
     assert metrics["test/ann_energy_with_memory_mj"] == pytest.approx((4.6 * 32 + 1664 * 10 / 64) * 1e-9)
     assert "conv.module (once: same input at every step)" in energy.rule()
-    assert [line.split()[:2] for line in energy.report.table().splitlines()[1:]] == [["conv.module", "MAC"], ["fc", "AC"]]
+    assert [line.split()[:2] for line in energy.report.table().splitlines()[1:]] == [
+        ["conv.module", "MAC"],
+        ["fc", "AC"],
+    ]
     written = Path(run.log_dir) / "energy_per_layer.txt"
     assert written.read_text() == f"{energy.rule()}\n\n{energy.report.table()}\n"
 
@@ -246,7 +249,9 @@ def test_hooks_exist_only_during_evaluation_and_outputs_are_saved(tmp_path):
     for prefix in ("val_epoch000", "val_epoch001", "test"):
         for plot in ("raster", "membrane", "firing_rates", "accuracy_vs_t"):
             assert f"{prefix}_{plot}.png" in names
-    assert all(path.parent == tmp_path / "csv" / "version_0" / "plots" and path.stat().st_size > 0 for path in plots.saved)
+    assert all(
+        path.parent == tmp_path / "csv" / "version_0" / "plots" and path.stat().st_size > 0 for path in plots.saved
+    )
 
 
 def test_plot_callback_every_n_epochs_and_event_frames(tmp_path):

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import CONFIGS, REPO
 from test_data_events import write_nmnist
+
 from snn_lightning.cli import SNNLightningCLI, main
 from snn_lightning.data import EventDataModule, StaticImageDataModule
 from snn_lightning.modules import ANNClassifier, SNNClassifier
@@ -107,13 +107,20 @@ def test_missing_dataset_gives_one_clear_message_and_exit_code_2(capsys, in_tmp_
     missing = in_tmp_dir / "nowhere"
     args = [
         "fit",
-        "--config", str(REPO / "configs" / "resnet19_cifar100.yaml"),
-        "--data.root", str(missing),
-        "--data.num_workers", "0",
-        "--trainer.accelerator", "cpu",
-        "--trainer.precision", "32",
-        "--trainer.logger", "false",
-        "--model.width_multiplier", "0.0625",
+        "--config",
+        str(REPO / "configs" / "resnet19_cifar100.yaml"),
+        "--data.root",
+        str(missing),
+        "--data.num_workers",
+        "0",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.precision",
+        "32",
+        "--trainer.logger",
+        "false",
+        "--model.width_multiplier",
+        "0.0625",
     ]
     code, _, err = run_main(args, capsys)
     assert code == 2

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 
-from conftest import REPO
 from snn_lightning.cli import SNNLightningCLI
 
 SBATCH = REPO / "configs" / "slurm" / "train.sbatch"
@@ -35,7 +35,9 @@ def srun_command(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     srun = bin_dir / "srun"
-    srun.write_text(f'#!{sys.executable}\nimport json, sys\njson.dump(sys.argv[1:], open("{tmp_path}/srun.json", "w"))\n')
+    srun.write_text(
+        f'#!{sys.executable}\nimport json, sys\njson.dump(sys.argv[1:], open("{tmp_path}/srun.json", "w"))\n'
+    )
     srun.chmod(srun.stat().st_mode | stat.S_IEXEC)
     env = {**os.environ, **SLURM_TASK, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "BATCH_PER_DEVICE": "64"}
     result = subprocess.run(["bash", str(SBATCH)], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
@@ -60,12 +62,23 @@ def test_the_slurm_command_runs_as_slurm_task_5_of_8(srun_command, monkeypatch, 
         monkeypatch.delenv(name)
     monkeypatch.chdir(REPO)
     # Without the subcommand (run=False); the GPUs are simulated by CPU processes; logs go to a scratch folder.
-    args = srun_command[2:] + ["--trainer.accelerator", "cpu", "--trainer.logger", "false",
-                               "--trainer.default_root_dir", str(tmp_path)]
+    args = srun_command[2:] + [
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.logger",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+    ]
     cli = SNNLightningCLI(args=args, run=False)
     trainer, environment = cli.trainer, cli.trainer.strategy.cluster_environment
     assert isinstance(environment, SLURMEnvironment)
-    assert (environment.world_size(), environment.global_rank(), environment.local_rank(), environment.node_rank()) == (8, 5, 1, 1)
+    assert (environment.world_size(), environment.global_rank(), environment.local_rank(), environment.node_rank()) == (
+        8,
+        5,
+        1,
+        1,
+    )
     assert (trainer.num_nodes, trainer.num_devices, trainer.world_size, trainer.global_rank) == (2, 4, 8, 5)
     assert environment.main_address == "gpu17" and environment.main_port == 15000 + 4242
     assert type(trainer.strategy).__name__ == "DDPStrategy"
@@ -75,12 +88,30 @@ def test_the_slurm_command_runs_as_slurm_task_5_of_8(srun_command, monkeypatch, 
 
 def test_torchrun_variables_give_the_torchelastic_environment(monkeypatch, tmp_path):
     # What `torchrun --nnodes 2 --nproc-per-node 2 --node-rank 1 …` sets in its second process.
-    for name, value in {"RANK": "3", "LOCAL_RANK": "1", "GROUP_RANK": "1", "WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2",
-                        "MASTER_ADDR": "node0", "MASTER_PORT": "29500", "TORCHELASTIC_RUN_ID": "snn"}.items():
+    for name, value in {
+        "RANK": "3",
+        "LOCAL_RANK": "1",
+        "GROUP_RANK": "1",
+        "WORLD_SIZE": "4",
+        "LOCAL_WORLD_SIZE": "2",
+        "MASTER_ADDR": "node0",
+        "MASTER_PORT": "29500",
+        "TORCHELASTIC_RUN_ID": "snn",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
-    args = ["--config", QUICKSTART, "--trainer.strategy", "ddp", "--trainer.num_nodes", "2", "--trainer.devices", "2",
-            "--trainer.logger", "false"]
+    args = [
+        "--config",
+        QUICKSTART,
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.num_nodes",
+        "2",
+        "--trainer.devices",
+        "2",
+        "--trainer.logger",
+        "false",
+    ]
     trainer = SNNLightningCLI(args=args, run=False).trainer
     assert isinstance(trainer.strategy.cluster_environment, TorchElasticEnvironment)
     assert (trainer.world_size, trainer.global_rank, trainer.local_rank, trainer.node_rank) == (4, 3, 1, 1)
@@ -89,10 +120,33 @@ def test_torchrun_variables_give_the_torchelastic_environment(monkeypatch, tmp_p
 @pytest.mark.slow
 def test_torchrun_trains_the_quickstart_with_two_cpu_processes(tmp_path):
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc-per-node", "2",
-        "-m", "snn_lightning.cli", "fit", "--config", QUICKSTART, "--trainer.strategy", "ddp", "--trainer.devices", "2",
-        "--model.width_multiplier", "0.25", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
-        "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "snn_lightning.cli",
+        "fit",
+        "--config",
+        QUICKSTART,
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.devices",
+        "2",
+        "--model.width_multiplier",
+        "0.25",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
     ]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -16,9 +16,9 @@ import tonic
 import tonic.dataset
 import tonic.datasets.cifar10dvs
 import torch
+from conftest import REPO
 from numpy.lib.recfunctions import structured_to_unstructured
 
-from conftest import REPO
 from snn_lightning.callbacks import PerStepAccuracy
 from snn_lightning.cli import SNNLightningCLI
 from snn_lightning.data import EventDataModule, EventsToFrames, SaccadeDigits, split_recordings
@@ -337,7 +337,10 @@ def test_a_read_only_cache_missing_frames_names_the_folder(nmnist_root, monkeypa
         raise PermissionError(13, "Permission denied", str(file_path))
 
     monkeypatch.setattr(events_module, "save_to_disk_cache", refuse)  # root ignores chmod, so refuse the write
-    with pytest.raises(ConfigurationError, match=r"frame cache .*frames_cache.* is not writable \(Permission denied\) and lacks sample 0; set data.init_args.cache_dir"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"frame cache .*frames_cache.* is not writable \(Permission denied\) and lacks sample 0; set data.init_args.cache_dir",
+    ):
         nmnist_module(root).setup("test")
 
 
@@ -509,12 +512,16 @@ def test_rebin_bins_the_whole_recording_into_fewer_frames(digits_root):
 
 def tiny_snn(time_steps: int) -> SNNClassifier:
     # A low threshold keeps the briefly trained network firing on the sparse random events.
-    return SNNClassifier("resnet_mini", num_classes=10, in_channels=2, time_steps=time_steps, neuron=LIF(v_threshold=0.2))
+    return SNNClassifier(
+        "resnet_mini", num_classes=10, in_channels=2, time_steps=time_steps, neuron=LIF(v_threshold=0.2)
+    )
 
 
 def tiny_trainer(root: Path, **kwargs) -> L.Trainer:
     options = dict(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    return L.Trainer(default_root_dir=root, callbacks=[PerStepAccuracy()], enable_model_summary=False, **options, **kwargs)
+    return L.Trainer(
+        default_root_dir=root, callbacks=[PerStepAccuracy()], enable_model_summary=False, **options, **kwargs
+    )
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from snn_lightning.data import Cutout, StaticImageDataModule, cutout, load_digits
-from snn_lightning.data import static
+from snn_lightning.data import Cutout, StaticImageDataModule, cutout, load_digits, static
 from snn_lightning.data.digits import DIGITS_FILE, DIGITS_MEAN, DIGITS_SHA256, DIGITS_STD
 from snn_lightning.data.idx import read_idx
 from snn_lightning.data.splits import stratified_split
@@ -150,8 +149,14 @@ def test_validation_images_are_not_augmented() -> None:
 
 @pytest.mark.parametrize(
     ("dataset", "classes", "channels"),
-    [("digits", 10, 1), ("mnist", 10, 1), ("fashion_mnist", 10, 1), ("cifar10", 10, 3), ("cifar100", 100, 3),
-     ("imagenet", 1000, 3)],
+    [
+        ("digits", 10, 1),
+        ("mnist", 10, 1),
+        ("fashion_mnist", 10, 1),
+        ("cifar10", 10, 3),
+        ("cifar100", 100, 3),
+        ("imagenet", 1000, 3),
+    ],
 )
 def test_properties_need_no_data(tmp_path: Path, dataset: str, classes: int, channels: int) -> None:
     root = tmp_path / "absent"
@@ -228,7 +233,7 @@ def test_cifar_loads_the_official_format(tmp_path: Path, dataset: str, per_file:
     # Test images are deterministic: each channel holds its written value, normalised.
     mean, std = (torch.tensor(v).view(3, 1, 1) for v in NORMALIZATION[dataset])
     images, labels = next(iter(data.test_dataloader()))
-    expected = (torch.from_numpy(colours["test_batch" if dataset == "cifar10" else "test"][:8]).float() / 255)
+    expected = torch.from_numpy(colours["test_batch" if dataset == "cifar10" else "test"][:8]).float() / 255
     expected = ((expected.view(8, 3, 1, 1) - mean) / std).expand(8, 3, 32, 32)
     assert torch.allclose(images, expected, atol=1e-5)
     assert labels.tolist() == [i % data.num_classes for i in range(8)]
@@ -519,8 +524,12 @@ def test_read_idx_names_a_damaged_gzip_stream(tmp_path: Path, content: str) -> N
 
 @pytest.mark.parametrize(
     ("dataset", "layout", "gz"),
-    [("fashion_mnist", "torchvision", True), ("fashion_mnist", "debian", True), ("mnist", "torchvision", False),
-     ("mnist", "debian", False)],
+    [
+        ("fashion_mnist", "torchvision", True),
+        ("fashion_mnist", "debian", True),
+        ("mnist", "torchvision", False),
+        ("mnist", "debian", False),
+    ],
 )
 def test_idx_datasets_load_from_both_layouts(tmp_path: Path, dataset: str, layout: str, gz: bool) -> None:
     raw = tmp_path / ("FashionMNIST" if dataset == "fashion_mnist" else "MNIST") / "raw"
@@ -567,7 +576,7 @@ def test_missing_idx_file_names_the_path_and_both_fixes(tmp_path: Path, dataset:
         debian = "apt-get install dataset-fashion-mnist and set data.init_args.root: /usr/share/datasets/fashion-mnist"
         assert debian in message
     else:
-        assert f"place the four IDX files (.gz or unpacked, from https://" in message and f"in {raw}" in message
+        assert "place the four IDX files (.gz or unpacked, from https://" in message and f"in {raw}" in message
 
 
 def test_empty_root_names_the_torchvision_layout(tmp_path: Path) -> None:

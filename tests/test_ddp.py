@@ -15,10 +15,10 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import REPO
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from conftest import REPO
 from snn_lightning.callbacks import EnergyEstimate, SpikeStats
 from snn_lightning.data import StaticImageDataModule, load_digits
 from snn_lightning.data.loaders import SplitDataModule
@@ -64,7 +64,9 @@ class FirstTestDigits(SplitDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         images, labels = load_digits("test")
-        self.val_set = self.test_set = TensorDataset(torch.from_numpy(images[:UNEVEN_SIZE]), torch.from_numpy(labels[:UNEVEN_SIZE]))
+        self.val_set = self.test_set = TensorDataset(
+            torch.from_numpy(images[:UNEVEN_SIZE]), torch.from_numpy(labels[:UNEVEN_SIZE])
+        )
 
 
 class ScoredSamples(L.Callback):
@@ -81,7 +83,9 @@ class ScoredSamples(L.Callback):
         self.seen[stage]["scored"] += len(batch[1])
         self.seen[stage]["batches"] += 1
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         self._batch_end(trainer, "val", batch)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -210,8 +214,13 @@ def distil(out: Path) -> dict:
     from snn_lightning.modules import DistillationModule
 
     model = DistillationModule(
-        teacher_checkpoint=str(out / "teacher.pt"), teacher_arch="resnet18", teacher_stem="cifar",
-        arch="resnet_mini", num_classes=10, in_channels=1, width_multiplier=0.5,
+        teacher_checkpoint=str(out / "teacher.pt"),
+        teacher_arch="resnet18",
+        teacher_stem="cifar",
+        arch="resnet_mini",
+        num_classes=10,
+        in_channels=1,
+        width_multiplier=0.5,
     )
     record = RecordWrapper()
     trainer = make_trainer(2, (ClassicalKD(), record), max_steps=3, use_distributed_sampler=False)
@@ -276,7 +285,10 @@ def max_weight_difference(first: dict, second: dict) -> float:
 def print_table(trained: dict, calibrated: dict, ddp: dict) -> None:
     """Print the metrics of one process and of 2 ranks side by side (shown with pytest -s)."""
     print(f"\n{'metric':<36}{'1 process':>14}{'2 ranks':>14}")
-    for label, single, ranks in (("same weights", calibrated, ddp["same_weights"]), ("after training", trained, ddp["after_training"])):
+    for label, single, ranks in (
+        ("same weights", calibrated, ddp["same_weights"]),
+        ("after training", trained, ddp["after_training"]),
+    ):
         for name in ranks:
             if "/firing_rate/" not in name:
                 print(f"{label + ': ' + name:<36}{single[name]:>14.6g}{ranks[name]:>14.6g}")
@@ -310,7 +322,9 @@ def test_two_ranks_with_the_same_global_batch_train_like_one_process(runs):
     assert abs(ddp["val/loss"] - single["val/loss"]) <= 0.05
     difference = max_weight_difference(single_weights["trained"], ddp_weights["trained"])
     frozen = max_weight_difference(single_weights["frozen_batchnorm"], ddp_weights["frozen_batchnorm"])
-    print(f"\nmax |weight difference| after {TRAIN_BATCHES} steps: {difference:.3g}, with BatchNorm frozen: {frozen:.3g}")
+    print(
+        f"\nmax |weight difference| after {TRAIN_BATCHES} steps: {difference:.3g}, with BatchNorm frozen: {frozen:.3g}"
+    )
     assert difference < 0.05
     # Only the per-rank batch statistics differ: without them, DDP's averaged gradients are one process's.
     assert frozen < 1e-6
@@ -338,7 +352,12 @@ def test_ddp_evaluation_scores_every_sample_of_an_odd_sized_set_once(tmp_path):
     single = evaluate_uneven(model, 1)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(
-        [sys.executable, "-m", "test_ddp", str(tmp_path), "uneven"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "test_ddp", str(tmp_path), "uneven"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{rank}_uneven.json").read_text()) for rank in (0, 1)]
@@ -347,7 +366,9 @@ def test_ddp_evaluation_scores_every_sample_of_an_odd_sized_set_once(tmp_path):
         assert [shard["sampler"] for shard in seen] == ["UnpaddedShardSampler"] * 2, "Lightning replaced the sampler"
         assert sorted(seen[0]["indices"] + seen[1]["indices"]) == list(range(UNEVEN_SIZE)), stage
         assert [shard["scored"] for shard in seen] == [17, 16], stage
-        assert [shard["batches"] for shard in seen] == [2, 1], "the ranks run different numbers of batches, without a hang"
+        assert [shard["batches"] for shard in seen] == [2, 1], (
+            "the ranks run different numbers of batches, without a hang"
+        )
         assert single["seen"][stage]["scored"] == UNEVEN_SIZE
     assert 0 < single["metrics"]["test/acc"] < 1, "a repeated sample would then change the accuracy"
     assert single["metrics"]["test/firing_rate"] > 0
@@ -371,14 +392,35 @@ def _alive(pid: int) -> bool:
 def test_sigterm_under_ddp_stops_both_ranks_with_one_line(tmp_path):
     callback = {"class_path": "test_ddp.SigtermWhileRankOneWaits", "init_args": {"batch": 2, "pid_dir": str(tmp_path)}}
     command = [
-        sys.executable, "-m", "snn_lightning.cli", "fit", "--config", str(REPO / "configs" / "quickstart.yaml"),
-        "--model.width_multiplier", "0.25", "--trainer.strategy", "ddp", "--trainer.devices", "2",
-        "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "6", "--trainer.limit_val_batches", "2",
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--trainer.callbacks", json.dumps([callback]),
+        sys.executable,
+        "-m",
+        "snn_lightning.cli",
+        "fit",
+        "--config",
+        str(REPO / "configs" / "quickstart.yaml"),
+        "--model.width_multiplier",
+        "0.25",
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.devices",
+        "2",
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.limit_train_batches",
+        "6",
+        "--trainer.limit_val_batches",
+        "2",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.callbacks",
+        json.dumps([callback]),
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         _, stderr = process.communicate(timeout=120)
         deadline = time.monotonic() + 15
@@ -404,7 +446,10 @@ def test_unpadded_shards_cover_the_set_once_and_refuse_an_empty_rank():
     shards = [list(UnpaddedShardSampler(dataset, num_replicas=3, rank=rank)) for rank in range(3)]
     assert shards == [[0, 3, 6], [1, 4], [2, 5]]
     assert [len(UnpaddedShardSampler(dataset, num_replicas=3, rank=rank)) for rank in range(3)] == [3, 2, 2]
-    with pytest.raises(ConfigurationError, match="evaluation set of 7 samples .* 8 DDP processes a sample; evaluate on at most 7 processes"):
+    with pytest.raises(
+        ConfigurationError,
+        match="evaluation set of 7 samples .* 8 DDP processes a sample; evaluate on at most 7 processes",
+    ):
         UnpaddedShardSampler(dataset, num_replicas=8, rank=7)
 
 

@@ -124,9 +124,7 @@ def test_standardized_kd_ignores_the_teachers_logit_scale_and_shift():
     # Without it the same rescaling changes the loss: the student has to match the teacher's range.
     assert not torch.allclose(per_step_kl(s, 5.0 * t, 2.0), per_step_kl(s, t, 2.0))
     # Already standardised logits give the plain loss.
-    torch.testing.assert_close(
-        per_step_kl(standardize_logits(s), standardize_logits(t), 2.0), reference
-    )
+    torch.testing.assert_close(per_step_kl(standardize_logits(s), standardize_logits(t), 2.0), reference)
 
 
 def test_standardized_terms_leave_ce_on_the_raw_logits():
@@ -136,7 +134,9 @@ def test_standardized_terms_leave_ce_on_the_raw_logits():
     torch.testing.assert_close(standard["kd"], 0.5 * per_step_kl(s, t, 2.0, standardize=True))
     torch.testing.assert_close(standard["entropy"], -0.1 * per_step_entropy(standardize_logits(s), 2.0))
     classical = classical_kd_terms(s, t, y, 0.5, 2.0, standardize=True)
-    torch.testing.assert_close(classical["kd"], 0.5 * per_step_kl(standardize_logits(s.mean(0, keepdim=True)), standardize_logits(t), 2.0))
+    torch.testing.assert_close(
+        classical["kd"], 0.5 * per_step_kl(standardize_logits(s.mean(0, keepdim=True)), standardize_logits(t), 2.0)
+    )
 
 
 # WSLD, two samples of two classes; T = 2 steps whose means are z̄_1 = (0, 0) and z̄_2 = (log 3, 0).
@@ -189,7 +189,8 @@ def test_tser_without_entropy_equals_classical_kd_at_one_time_step():
     s, t, y = random_batch(time_steps=1)
     torch.testing.assert_close(tser_loss(s, t, y, 0.5, 4.0, 0.0), classical_kd_loss(s, t, y, 0.5, 4.0))
     torch.testing.assert_close(
-        tser_loss(s, t, y, 0.5, 4.0, 0.0, label_smoothing=0.1), classical_kd_loss(s, t, y, 0.5, 4.0, label_smoothing=0.1)
+        tser_loss(s, t, y, 0.5, 4.0, 0.0, label_smoothing=0.1),
+        classical_kd_loss(s, t, y, 0.5, 4.0, label_smoothing=0.1),
     )
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import REPO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from conftest import REPO
 from snn_lightning.cli import SNNLightningCLI, main
 from snn_lightning.data import StaticImageDataModule
 from snn_lightning.distill import (
@@ -198,8 +198,12 @@ def test_fit_leaves_the_teacher_frozen_unchanged_and_outside_the_optimizer(teach
 def test_teacher_and_student_are_fed_the_very_same_batch(teacher_file, tmp_path):
     model = student(teacher_file)
     seen = {}
-    model.network.encoder.register_forward_pre_hook(lambda module, inputs: seen.setdefault("student", []).append(inputs[0]))
-    model.teacher.conv1.register_forward_pre_hook(lambda module, inputs: seen.setdefault("teacher", []).append(inputs[0]))
+    model.network.encoder.register_forward_pre_hook(
+        lambda module, inputs: seen.setdefault("student", []).append(inputs[0])
+    )
+    model.teacher.conv1.register_forward_pre_hook(
+        lambda module, inputs: seen.setdefault("teacher", []).append(inputs[0])
+    )
     trainer(tmp_path, [TSERKD()], limit_val_batches=0).fit(model, datamodule=digits())
     batches = [images for images in seen["student"] if len(images) == 16]  # not the 1-image complexity probe
     assert len(batches) == len(seen["teacher"]) == 2
@@ -443,12 +447,18 @@ def test_quickstart_kd_config_fits_and_tests_from_the_command_line(teacher_file,
     fitted = cli(
         [
             "fit",
-            "--config", QUICKSTART_KD,
-            "--model.teacher_checkpoint", str(teacher_file),
-            "--trainer.max_epochs", "1",
-            "--trainer.limit_train_batches", "2",
-            "--trainer.limit_val_batches", "1",
-            "--trainer.num_sanity_val_steps", "0",
+            "--config",
+            QUICKSTART_KD,
+            "--model.teacher_checkpoint",
+            str(teacher_file),
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "2",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.num_sanity_val_steps",
+            "0",
         ]
     )
     assert {"train/kd_step", "train/entropy_step", "val/teacher_acc"} <= set(fitted.trainer.callback_metrics)

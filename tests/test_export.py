@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO
 from torch import nn
 
 from snn_lightning.cli import main
@@ -17,8 +18,6 @@ from snn_lightning.export.command import input_shape_of
 from snn_lightning.models import STAA, SpikingResNet, spiking_resnet_mini
 from snn_lightning.modules import SNNClassifier
 from snn_lightning.neurons import IF, LIF, PLIF, AdaptiveLIF
-
-from conftest import REPO
 
 QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
 
@@ -57,21 +56,36 @@ def test_graph_structure_survives_a_file_round_trip(tmp_path):
     block0, block1 = "stages_0_0_", "stages_1_0_"
     layer = {"conv1": nir.Conv2d, "neuron1": nir.LIF, "conv2": nir.Conv2d, "neuron2": nir.LIF}
     expected_types = {
-        "input": nir.Input, "stem_0": nir.Conv2d, "stem_2": nir.LIF,
+        "input": nir.Input,
+        "stem_0": nir.Conv2d,
+        "stem_2": nir.LIF,
         **{block0 + name: kind for name, kind in layer.items()},
         f"{block1}downsample_0": nir.Conv2d,
         **{block1 + name: kind for name, kind in layer.items()},
-        "pool": nir.AvgPool2d, "flatten": nir.Flatten, "fc": nir.Affine, "output": nir.Output,
+        "pool": nir.AvgPool2d,
+        "flatten": nir.Flatten,
+        "fc": nir.Affine,
+        "output": nir.Output,
     }
     assert {name: type(node) for name, node in graph.nodes.items()} == expected_types
     expected_edges = {
-        ("input", "stem_0"), ("stem_0", "stem_2"),
-        ("stem_2", f"{block0}conv1"), (f"{block0}conv1", f"{block0}neuron1"), (f"{block0}neuron1", f"{block0}conv2"),
-        (f"{block0}conv2", f"{block0}neuron2"), ("stem_2", f"{block0}neuron2"),  # identity shortcut
-        (f"{block0}neuron2", f"{block1}downsample_0"), (f"{block1}downsample_0", f"{block1}neuron2"),  # projection
-        (f"{block0}neuron2", f"{block1}conv1"), (f"{block1}conv1", f"{block1}neuron1"),
-        (f"{block1}neuron1", f"{block1}conv2"), (f"{block1}conv2", f"{block1}neuron2"),
-        (f"{block1}neuron2", "pool"), ("pool", "flatten"), ("flatten", "fc"), ("fc", "output"),
+        ("input", "stem_0"),
+        ("stem_0", "stem_2"),
+        ("stem_2", f"{block0}conv1"),
+        (f"{block0}conv1", f"{block0}neuron1"),
+        (f"{block0}neuron1", f"{block0}conv2"),
+        (f"{block0}conv2", f"{block0}neuron2"),
+        ("stem_2", f"{block0}neuron2"),  # identity shortcut
+        (f"{block0}neuron2", f"{block1}downsample_0"),
+        (f"{block1}downsample_0", f"{block1}neuron2"),  # projection
+        (f"{block0}neuron2", f"{block1}conv1"),
+        (f"{block1}conv1", f"{block1}neuron1"),
+        (f"{block1}neuron1", f"{block1}conv2"),
+        (f"{block1}conv2", f"{block1}neuron2"),
+        (f"{block1}neuron2", "pool"),
+        ("pool", "flatten"),
+        ("flatten", "fc"),
+        ("fc", "output"),
     }
     assert len(graph.edges) == len(expected_edges) and set(graph.edges) == expected_edges
     np.testing.assert_array_equal(graph.nodes["input"].output_type["output"], [1, 8, 8])
@@ -110,8 +124,11 @@ def test_folded_conv_computes_conv_then_batchnorm(conv_name, tmp_path):
     with torch.no_grad():
         expected = norm(conv(x_seq))
     folded = F.conv2d(
-        x_seq.flatten(0, 1), torch.from_numpy(node.weight), torch.from_numpy(node.bias),
-        stride=tuple(int(s) for s in node.stride), padding=tuple(int(p) for p in node.padding),
+        x_seq.flatten(0, 1),
+        torch.from_numpy(node.weight),
+        torch.from_numpy(node.bias),
+        stride=tuple(int(s) for s in node.stride),
+        padding=tuple(int(p) for p in node.padding),
     ).unflatten(0, (2, 3))
     torch.testing.assert_close(folded, expected, rtol=1e-5, atol=1e-5)
 
@@ -177,8 +194,13 @@ def simulate(graph: nir.NIRGraph, images: torch.Tensor, time_steps: int) -> torc
             current = images if isinstance(node, nir.Input) else sum(values[source] for source in sources[name])
             if isinstance(node, nir.Conv2d):
                 current = F.conv2d(
-                    current, param(node.weight), param(node.bias), tuple(int(s) for s in node.stride),
-                    tuple(int(p) for p in node.padding), tuple(int(d) for d in node.dilation), int(node.groups),
+                    current,
+                    param(node.weight),
+                    param(node.bias),
+                    tuple(int(s) for s in node.stride),
+                    tuple(int(p) for p in node.padding),
+                    tuple(int(d) for d in node.dilation),
+                    int(node.groups),
                 )
             elif isinstance(node, (nir.LIF, nir.IF)):
                 v = membranes.get(name, param(node.v_reset).expand_as(current))
@@ -245,7 +267,9 @@ def test_what_nir_cannot_express_is_refused_by_name(neuron, message):
 
 def test_staa_with_every_part_off_exports_its_adaptive_lif():
     network = spiking_resnet_mini(
-        10, in_channels=1, width_multiplier=0.25,
+        10,
+        in_channels=1,
+        width_multiplier=0.25,
         neuron=STAA(position_encoding=False, global_context=False, step_attention=False),
     )
     assert isinstance(to_nir(network, (1, 8, 8)).nodes["stem_2"], nir.LIF)
@@ -258,13 +282,26 @@ def test_cli_export_writes_the_checkpoints_network(in_tmp_dir, capsys):
         model.network.fc.weight.normal_()
         model.network.stem[1].module.running_mean.uniform_(-1, 1)
     checkpoint = {
-        "state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-        "epoch": 0, "global_step": 0, "pytorch-lightning_version": "2.4.0",
+        "state_dict": model.state_dict(),
+        "hyper_parameters": dict(model.hparams),
+        "epoch": 0,
+        "global_step": 0,
+        "pytorch-lightning_version": "2.4.0",
     }
     torch.save(checkpoint, in_tmp_dir / "trained.ckpt")
-    main([
-        "export", "--config", QUICKSTART, "--ckpt_path", "trained.ckpt", "--format", "nir", "--output", "out/model.nir",
-    ])
+    main(
+        [
+            "export",
+            "--config",
+            QUICKSTART,
+            "--ckpt_path",
+            "trained.ckpt",
+            "--format",
+            "nir",
+            "--output",
+            "out/model.nir",
+        ]
+    )
     written = in_tmp_dir / "out" / "model.nir"
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"wrote {written}: NIR graph") and "input 1x8x8" in line and "4 time steps" in line

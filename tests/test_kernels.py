@@ -23,15 +23,23 @@ from snn_lightning.models import spiking_resnet_mini
 from snn_lightning.modules import SNNClassifier
 from snn_lightning.neurons import IF, LIF, PLIF, AdaptiveLIF, ATan, Rectangle, Sigmoid, Surrogate, Triangle
 from snn_lightning.neurons.dynamics import lif_multistep
-from snn_lightning.neurons.kernels import FusedLIF, compact_spikes, lif_multistep_backend, resolve_backend
-from snn_lightning.neurons.kernels import dispatch, memory
+from snn_lightning.neurons.kernels import (
+    FusedLIF,
+    compact_spikes,
+    dispatch,
+    lif_multistep_backend,
+    memory,
+    resolve_backend,
+)
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 # Triton runs here when there is a GPU, or inside the TRITON_INTERPRET=1 subprocess started below.
 TRITON_DEVICE = "cuda" if torch.cuda.is_available() else ("cpu" if os.environ.get("TRITON_INTERPRET") == "1" else None)
 
 SURROGATES = [ATan(), Sigmoid(), Rectangle(), Triangle()]
-CASES = list(itertools.product([1, 2, 4, 8], [0.0, None], [False, True], [True, False], [torch.float32, torch.bfloat16]))
+CASES = list(
+    itertools.product([1, 2, 4, 8], [0.0, None], [False, True], [True, False], [torch.float32, torch.bfloat16])
+)
 CASE_IDS = [f"T{t}-{'hard' if r is not None else 'soft'}-detach{d}-decay{i}-{str(dt)[6:]}" for t, r, d, i, dt in CASES]
 
 
@@ -86,6 +94,7 @@ def compare_with_reference(
 
 # --- fused backend (C++ kernel and the PyTorch loop) ---------------------------------------------
 
+
 @pytest.mark.parametrize("steps, v_reset, detach, decay, dtype", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("implementation", ["cpu", "torch"])
 def test_fused_matches_reference(implementation, steps, v_reset, detach, decay, dtype):
@@ -95,7 +104,9 @@ def test_fused_matches_reference(implementation, steps, v_reset, detach, decay, 
 
 
 @pytest.mark.parametrize("implementation", ["cpu", "torch"])
-@pytest.mark.parametrize("leak_shape", [(3, 1, 1), (3, 4, 5), (3, 1, 5), (2, 1, 1, 1)], ids=["channel", "neuron", "broadcast", "batch"])
+@pytest.mark.parametrize(
+    "leak_shape", [(3, 1, 1), (3, 4, 5), (3, 1, 5), (2, 1, 1, 1)], ids=["channel", "neuron", "broadcast", "batch"]
+)
 def test_fused_per_channel_leak_gradient_is_reduced(implementation, leak_shape):
     for v_reset, decay in [(0.0, True), (None, False), (-0.2, False)]:
         compare_with_reference(implementation, 4, v_reset, False, decay, ATan(), torch.float32, leak_shape=leak_shape)
@@ -106,7 +117,14 @@ def test_fused_per_channel_leak_gradient_is_reduced(implementation, leak_shape):
 def test_fused_runs_channels_last_input_in_place_of_memory(implementation, leak_shape):
     for v_reset, decay in [(0.0, True), (None, False)]:
         compare_with_reference(
-            implementation, 4, v_reset, False, decay, ATan(), torch.float32, leak_shape=leak_shape,
+            implementation,
+            4,
+            v_reset,
+            False,
+            decay,
+            ATan(),
+            torch.float32,
+            leak_shape=leak_shape,
             arrange=channels_last_steps,
         )
 
@@ -129,8 +147,12 @@ def test_fused_accepts_unknown_surrogate_float16_and_float64(implementation):
 
 # --- modules and dispatch --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("make", [lambda b: LIF(tau=1.5, backend=b), lambda b: PLIF(init_tau=2.5, backend=b),
-                                  lambda b: IF(v_reset=None, backend=b)], ids=["LIF", "PLIF", "IF"])
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda b: LIF(tau=1.5, backend=b), lambda b: PLIF(init_tau=2.5, backend=b), lambda b: IF(v_reset=None, backend=b)],
+    ids=["LIF", "PLIF", "IF"],
+)
 def test_modules_agree_across_backends(make):
     torch.manual_seed(3)
     x = torch.randn(4, 2, 6, 8) + 0.6
@@ -147,7 +169,7 @@ def test_modules_agree_across_backends(make):
         assert_grad_close(outputs[backend][1], outputs["reference"][1], torch.float32)
         for grad, ref in zip(outputs[backend][2], outputs["reference"][2]):
             assert_grad_close(grad, ref, torch.float32, rtol32=1e-4)
-    assert f"backend='fused'" in repr(make("fused"))
+    assert "backend='fused'" in repr(make("fused"))
 
 
 def adaptive_gradients(backend, device="cpu", dtype=torch.float32):
@@ -222,6 +244,7 @@ def test_missing_compiler_falls_back_to_the_torch_loop_with_a_warning(run_withou
 
 # --- memory ----------------------------------------------------------------------------------------
 
+
 def _train_step(model, x):
     logits = model(x)
     logits.square().mean().backward()
@@ -266,6 +289,7 @@ def test_compact_spikes_packs_views_of_spikes_as_bool_and_nothing_else():
 
 # --- triton ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.skipif(TRITON_DEVICE is None, reason="Triton needs CUDA here; the interpreter subprocess test covers it")
 @pytest.mark.parametrize("steps, v_reset, detach, decay, dtype", CASES, ids=CASE_IDS)
 def test_triton_matches_reference(steps, v_reset, detach, decay, dtype):
@@ -286,14 +310,27 @@ def test_triton_leaks_unknown_surrogate_and_float16():
     assert torch.equal(triton[0], reference[0])
     for grad, ref in zip(triton[1:], reference[1:]):
         assert_grad_close(grad, ref, torch.float32, rtol32=1e-4)
-    assert torch.equal(lif_multistep_backend(x, 0.5, 1.0, 0.0, True, False, ATan(), "triton"), LIF()(x.cpu()).to(x.device))
+    assert torch.equal(
+        lif_multistep_backend(x, 0.5, 1.0, 0.0, True, False, ATan(), "triton"), LIF()(x.cpu()).to(x.device)
+    )
 
 
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 @pytest.mark.skipif(TRITON_DEVICE is not None, reason="the Triton tests run in this process")
 def test_triton_kernels_in_interpreter_subprocess():
     env = {**os.environ, "TRITON_INTERPRET": "1"}
-    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__, "-k", "test_triton_ and not subprocess"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-x",
+        "-p",
+        "no:cacheprovider",
+        __file__,
+        "-k",
+        "test_triton_ and not subprocess",
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout[-2000:]
@@ -302,8 +339,15 @@ def test_triton_kernels_in_interpreter_subprocess():
 def test_classifier_memory_options_train_like_the_plain_model():
     torch.manual_seed(7)
     plain = SNNClassifier("resnet_mini", num_classes=10, in_channels=1, time_steps=2, width_multiplier=0.25)
-    frugal = SNNClassifier("resnet_mini", num_classes=10, in_channels=1, time_steps=2, width_multiplier=0.25,
-                           checkpoint_blocks=True, compact_spikes=True)
+    frugal = SNNClassifier(
+        "resnet_mini",
+        num_classes=10,
+        in_channels=1,
+        time_steps=2,
+        width_multiplier=0.25,
+        checkpoint_blocks=True,
+        compact_spikes=True,
+    )
     frugal.load_state_dict(plain.state_dict())
     assert frugal.network.checkpoint_blocks and frugal.compact_spikes
     x = torch.rand(3, 1, 8, 8)

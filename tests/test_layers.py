@@ -30,7 +30,9 @@ def test_temporal_batchnorm_shares_statistics_over_time():
     out = bn(x)
     # every channel is normalised with one mean/variance over T, B, H, W
     flat = x.transpose(1, 2).transpose(0, 1).reshape(2, -1)
-    expected = (x - flat.mean(1).view(1, 1, 2, 1, 1)) / torch.sqrt(flat.var(1, unbiased=False).view(1, 1, 2, 1, 1) + bn.eps)
+    expected = (x - flat.mean(1).view(1, 1, 2, 1, 1)) / torch.sqrt(
+        flat.var(1, unbiased=False).view(1, 1, 2, 1, 1) + bn.eps
+    )
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(bn.running_mean, 0.1 * flat.mean(1))
     assert out.shape == x.shape

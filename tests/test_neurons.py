@@ -8,8 +8,8 @@ import torch
 
 from snn_lightning.neurons import IF, LIF, PLIF, ATan, Rectangle, Sigmoid, Triangle
 
-
 # --- surrogates --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "surrogate, x, expected",
@@ -46,6 +46,7 @@ def test_surrogate_width_must_be_positive():
 
 
 # --- LIF dynamics --------------------------------------------------------------------------------
+
 
 def test_lif_hand_computed_hard_reset():
     # tau=2: h1 = 1.5/2 = 0.75; h2 = 0.75 + (0.5-0.75)/2 = 0.625; h3 = 0.625 + (2.5-0.625)/2 = 1.5625 -> spike

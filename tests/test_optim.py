@@ -8,10 +8,10 @@ import re
 
 import pytest
 import torch
+from conftest import REPO
 from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import OptimizerCallable
 
-from conftest import REPO
 from snn_lightning.cli import SNNLightningCLI
 from snn_lightning.errors import ConfigurationError
 from snn_lightning.optim import Lamb
@@ -80,8 +80,12 @@ def test_each_param_group_uses_its_own_weight_decay() -> None:
 def test_always_adapt_false_gives_groups_without_weight_decay_plain_adam_steps() -> None:
     # timm's default: no trust ratio where weight_decay is 0, so the no-decay group steps as Adam does.
     decayed, exempt, adam_twin = (torch.nn.Parameter(torch.tensor([3.0, 4.0], dtype=torch.float64)) for _ in range(3))
-    lamb = Lamb([{"params": [decayed]}, {"params": [exempt], "weight_decay": 0.0}], lr=0.05, weight_decay=0.5,
-                always_adapt=False)
+    lamb = Lamb(
+        [{"params": [decayed]}, {"params": [exempt], "weight_decay": 0.0}],
+        lr=0.05,
+        weight_decay=0.5,
+        always_adapt=False,
+    )
     adam = torch.optim.Adam([adam_twin], lr=0.05, eps=1e-6)
     grads = [[0.5, -2.0], [-1.0, 0.25]]
     for grad in grads:
@@ -188,9 +192,21 @@ def test_yaml_class_path_builds_lamb_through_optimizer_callable() -> None:
 
 
 def test_the_cli_trains_two_steps_with_lamb_and_the_no_decay_group(in_tmp_dir) -> None:
-    args = ["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--trainer.fast_dev_run", "2",
-            "--model.optimizer", "snn_lightning.optim.Lamb", "--model.optimizer.init_args.lr", "0.004",
-            "--model.optimizer.init_args.weight_decay", "0.05", "--model.exempt_from_weight_decay", "true"]
+    args = [
+        "fit",
+        "--config",
+        str(REPO / "configs" / "quickstart.yaml"),
+        "--trainer.fast_dev_run",
+        "2",
+        "--model.optimizer",
+        "snn_lightning.optim.Lamb",
+        "--model.optimizer.init_args.lr",
+        "0.004",
+        "--model.optimizer.init_args.weight_decay",
+        "0.05",
+        "--model.exempt_from_weight_decay",
+        "true",
+    ]
     cli = SNNLightningCLI(args=args)
     optimizer = cli.trainer.optimizers[0]
     assert isinstance(optimizer, Lamb) and optimizer.defaults["lr"] == 0.004

@@ -11,8 +11,8 @@ import lightning as L
 import pytest
 import torch
 import yaml
-
 from conftest import REPO
+
 from snn_lightning.callbacks.safety import AtomicCheckpointIO
 
 TESTS = Path(__file__).resolve().parent
@@ -32,19 +32,28 @@ EVERY_EPOCH = {
 # A small, fast variant of the quickstart: 2 epochs of 4 batches.
 RUN = [
     "fit",
-    "--config", str(REPO / "configs" / "quickstart.yaml"),
-    "--model.width_multiplier", "0.25",
-    "--trainer.max_epochs", "2",
-    "--trainer.limit_train_batches", "4",
-    "--trainer.limit_val_batches", "2",
-    "--trainer.deterministic", "true",
-    "--trainer.enable_progress_bar", "false",
+    "--config",
+    str(REPO / "configs" / "quickstart.yaml"),
+    "--model.width_multiplier",
+    "0.25",
+    "--trainer.max_epochs",
+    "2",
+    "--trainer.limit_train_batches",
+    "4",
+    "--trainer.limit_val_batches",
+    "2",
+    "--trainer.deterministic",
+    "true",
+    "--trainer.enable_progress_bar",
+    "false",
 ]
 
 
 def callbacks(*extra):
     """Return the command-line setting of trainer.callbacks: the every-epoch checkpoint and ``extra``."""
     return ["--trainer.callbacks", json.dumps([EVERY_EPOCH, *extra])]
+
+
 LAST = Path("logs/quickstart/checkpoints/last.ckpt")
 
 
@@ -97,7 +106,10 @@ def runs(tmp_path_factory):
     killed = finish(first)
     killed_checkpoints = {name: final_weights(folders[name])[1] for name in ("SIGTERM", "SIGKILL")}
     resumed = finish(
-        {name: start_cli(RUN + callbacks() + ["--ckpt_path", str(LAST)], folders[name]) for name in ("SIGTERM", "SIGKILL")}
+        {
+            name: start_cli(RUN + callbacks() + ["--ckpt_path", str(LAST)], folders[name])
+            for name in ("SIGTERM", "SIGKILL")
+        }
     )
     return {name: (folders[name], killed[name], resumed.get(name), killed_checkpoints.get(name)) for name in folders}
 
@@ -124,7 +136,9 @@ def assert_same_final_weights(folder, reference_folder):
     weights, step = final_weights(folder)
     reference, reference_step = final_weights(reference_folder)
     assert step == reference_step == 8
-    difference = max((weights[key] - reference[key]).abs().max().item() for key in reference if reference[key].is_floating_point())
+    difference = max(
+        (weights[key] - reference[key]).abs().max().item() for key in reference if reference[key].is_floating_point()
+    )
     assert difference == 0.0, f"max |resumed - uninterrupted| = {difference}"
 
 
@@ -134,13 +148,20 @@ WORKER_RUNS = {
     "static": [*RUN, "--data.init_args.num_workers", "1"],
     "event": [
         "fit",
-        "--config", str(REPO / "configs" / "quickstart_dvs.yaml"),
-        "--trainer.max_epochs", "2",
-        "--trainer.limit_train_batches", "4",
-        "--trainer.limit_val_batches", "2",
-        "--trainer.deterministic", "true",
-        "--trainer.enable_progress_bar", "false",
-        "--data.init_args.num_workers", "1",
+        "--config",
+        str(REPO / "configs" / "quickstart_dvs.yaml"),
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.limit_train_batches",
+        "4",
+        "--trainer.limit_val_batches",
+        "2",
+        "--trainer.deterministic",
+        "true",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--data.init_args.num_workers",
+        "1",
     ],
 }
 
@@ -150,7 +171,10 @@ def quickstart_dvs_frames(root: Path) -> Path:
     from snn_lightning.data import EventDataModule
 
     config = yaml.safe_load((REPO / "configs" / "quickstart_dvs.yaml").read_text())
-    settings = config["data"]["init_args"] | {"root": str(root), "time_steps": config["model"]["init_args"]["time_steps"]}
+    settings = config["data"]["init_args"] | {
+        "root": str(root),
+        "time_steps": config["model"]["init_args"]["time_steps"],
+    }
     EventDataModule(**settings).prepare_data()
     return root
 
@@ -171,7 +195,9 @@ def test_a_run_with_a_dataloader_worker_killed_mid_epoch_resumes_exactly(data, t
     )
     assert first["uninterrupted"][0] == 0, first["uninterrupted"][1][-2000:]
     assert first["SIGKILL"][0] == -signal.SIGKILL, first["SIGKILL"][1][-2000:]
-    assert final_weights(folders["SIGKILL"])[1] == 4, "the killed run's last checkpoint is the one of the end of epoch 0"
+    assert final_weights(folders["SIGKILL"])[1] == 4, (
+        "the killed run's last checkpoint is the one of the end of epoch 0"
+    )
     resumed = finish({"resume": start_cli(run + callbacks() + ["--ckpt_path", str(LAST)], folders["SIGKILL"])})
     assert resumed["resume"][0] == 0, resumed["resume"][1][-2000:]
     assert_same_final_weights(folders["SIGKILL"], folders["uninterrupted"])
@@ -208,7 +234,9 @@ def test_a_full_disk_while_saving_names_the_checkpoint_and_keeps_the_old_one(tmp
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", disk_full)
-    with pytest.raises(OutputDirError, match="disk is full while writing checkpoint .*last.ckpt; the previous last.ckpt is intact"):
+    with pytest.raises(
+        OutputDirError, match="disk is full while writing checkpoint .*last.ckpt; the previous last.ckpt is intact"
+    ):
         io.save_checkpoint({"global_step": 2}, path)
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["global_step"] == 1
@@ -220,7 +248,9 @@ def test_a_checkpoint_of_a_model_built_in_python_loads_with_weights_only(tmp_pat
     from snn_lightning.neurons import PLIF
 
     model = SNNClassifier(arch="resnet_mini", num_classes=10, in_channels=1, width_multiplier=0.25, neuron=PLIF())
-    trainer = L.Trainer(max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer = L.Trainer(
+        max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
     trainer.fit(model, datamodule=StaticImageDataModule(batch_size=8))
     trainer.save_checkpoint(tmp_path / "model.ckpt")
     assert "neuron" not in torch.load(tmp_path / "model.ckpt", weights_only=True)["hyper_parameters"]

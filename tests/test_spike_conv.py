@@ -131,7 +131,9 @@ def test_state_dict_is_that_of_nn_conv2d():
 def test_functional_form_matches_nn_conv2d():
     sparse, dense = _twins(4, 6, 3, 2, 1, True)
     x = (torch.rand(2, 4, 7, 7) < 0.3).float()
-    torch.testing.assert_close(spike_conv2d(x, sparse.weight, sparse.bias, (2, 2), (1, 1)), dense(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        spike_conv2d(x, sparse.weight, sparse.bias, (2, 2), (1, 1)), dense(x), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_spiking_resnet_convolutions_after_the_stem_run_on_spikes():

@@ -6,10 +6,10 @@ import copy
 
 import pytest
 import torch
-from torch import nn
-
 from conftest import REPO
 from test_cli import cli_modes, run_main
+from torch import nn
+
 from snn_lightning.cli import SNNLightningCLI, main
 from snn_lightning.data import load_digits
 from snn_lightning.errors import ConfigurationError
@@ -103,7 +103,7 @@ def test_step_dropout_replaces_whole_steps_at_rate_p() -> None:
     raw, attended = torch.zeros(50, 200, 3, 2, 2), torch.ones(50, 200, 3, 2, 2)
     out = dropout(raw, attended)
     per_step = out.flatten(2)
-    assert ((per_step == per_step[..., :1]).all()), "a (step, sample) slice is replaced as a whole"
+    assert (per_step == per_step[..., :1]).all(), "a (step, sample) slice is replaced as a whole"
     rate = (per_step[..., 0] == 0).float().mean().item()
     assert rate == pytest.approx(0.1, abs=0.01)  # 10,000 draws: 3.3 standard deviations
 

@@ -80,7 +80,9 @@ def test_configured_optimizer_and_scheduler_factories_are_used():
 def configured_with(tmp_path, max_epochs: int, **kwargs):
     """Return ``configure_optimizers()`` of a small SNN attached to a trainer of ``max_epochs``."""
     model = small_snn(**kwargs)
-    model.trainer = L.Trainer(max_epochs=max_epochs, logger=False, enable_checkpointing=False, default_root_dir=tmp_path)
+    model.trainer = L.Trainer(
+        max_epochs=max_epochs, logger=False, enable_checkpointing=False, default_root_dir=tmp_path
+    )
     return model, model.configure_optimizers()
 
 
@@ -103,7 +105,9 @@ def test_warm_up_errors_name_the_fix(tmp_path):
     with pytest.raises(ConfigurationError, match=r"warmup_epochs \(3\) must be below trainer.max_epochs \(3\)"):
         configured_with(tmp_path, max_epochs=3, warmup_epochs=3)
     step = lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=3)  # noqa: E731
-    with pytest.raises(ConfigurationError, match="applies to the default cosine schedule only; remove model.lr_scheduler"):
+    with pytest.raises(
+        ConfigurationError, match="applies to the default cosine schedule only; remove model.lr_scheduler"
+    ):
         configured_with(tmp_path, max_epochs=5, warmup_epochs=1, lr_scheduler=step)
 
 

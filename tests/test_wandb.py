@@ -6,8 +6,8 @@ import struct
 import lightning as L
 import pytest
 import yaml
-
 from conftest import REPO
+
 from snn_lightning.callbacks import LoggerSaveConfigCallback
 from snn_lightning.cli import SNNLightningCLI
 

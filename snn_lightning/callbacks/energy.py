@@ -160,7 +160,9 @@ class EnergyReport:
         return "\n".join(rows)
 
 
-def _layer_energy(layer: LayerActivity, time_steps: int, costs: EnergyCosts, pooled_spikes: PooledSpikesRule) -> LayerEnergy:
+def _layer_energy(
+    layer: LayerActivity, time_steps: int, costs: EnergyCosts, pooled_spikes: PooledSpikesRule
+) -> LayerEnergy:
     """Return one layer's operations and energies for one sample (see the module docstring for the rule)."""
     word = costs.word_bits
     accumulates = layer.input_kind == "spikes" or (layer.input_kind == "pooled_spikes" and pooled_spikes == "ac")
@@ -300,13 +302,17 @@ class EnergyEstimate(L.Callback):
                 f"{type(pl_module).__name__}; remove EnergyEstimate from trainer.callbacks for an ANN"
             )
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self._size_logged:
             return
         images = batch[0]
         complexity = measure_complexity(pl_module, _first_sample(images), _time_steps_of(pl_module, images))
         for logger in trainer.loggers:
-            logger.log_hyperparams({"model/parameters": complexity.parameters, "model/macs_per_step": complexity.macs_per_step})
+            logger.log_hyperparams(
+                {"model/parameters": complexity.parameters, "model/macs_per_step": complexity.macs_per_step}
+            )
         self._size_logged = True
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -385,7 +391,10 @@ class EnergyEstimate(L.Callback):
 
     def rule(self) -> str:
         """Return the statement of how the last estimate was computed."""
-        kinds = {kind: [name for name, layer in self.layers.items() if layer.input_kind == kind] for kind in InputKind.__args__}
+        kinds = {
+            kind: [name for name, layer in self.layers.items() if layer.input_kind == kind]
+            for kind in InputKind.__args__
+        }
         costs = self.costs
         pooled = "E_AC × SOPs at the pooled spikes' rate" if self.pooled_spikes == "ac" else "E_MAC × MACs × T"
         encoding = [

@@ -49,7 +49,8 @@ class PerStepAccuracy(L.Callback):
                     f"evaluate with one number of time steps"
                 )
             self._metrics = [
-                MulticlassAccuracy(logits.shape[-1], average="micro").to(pl_module.device) for _ in range(logits.shape[0])
+                MulticlassAccuracy(logits.shape[-1], average="micro").to(pl_module.device)
+                for _ in range(logits.shape[0])
             ]
         targets = batch[1]
         for metric, step_logits in zip(self._metrics, running_mean_logits(logits)):
@@ -65,7 +66,13 @@ class PerStepAccuracy(L.Callback):
         self._metrics = []
 
     def on_validation_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
         self._update(pl_module, outputs, batch)
 
@@ -76,7 +83,13 @@ class PerStepAccuracy(L.Callback):
         self._metrics = []
 
     def on_test_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
         self._update(pl_module, outputs, batch)
 

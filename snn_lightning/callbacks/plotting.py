@@ -68,7 +68,9 @@ class PlotCallback(L.Callback):
     :class:`WandbLogger` gets them as images under ``{stage}/plots/<plot>``. Runs on rank zero only.
     """
 
-    def __init__(self, every_n_epochs: int = 1, num_samples: int = 2, num_neurons: int = 32, layer: str | None = None) -> None:
+    def __init__(
+        self, every_n_epochs: int = 1, num_samples: int = 2, num_neurons: int = 32, layer: str | None = None
+    ) -> None:
         """
         Args:
             every_n_epochs: plot at the end of every n-th validation epoch of fit (and always at the last epoch, validate and test).
@@ -102,12 +104,24 @@ class PlotCallback(L.Callback):
             self._inputs = _first_samples(batch[0], self.num_samples).clone()
 
     def on_validation_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
         self._keep(trainer, batch, batch_idx, dataloader_idx)
 
     def on_test_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
         self._keep(trainer, batch, batch_idx, dataloader_idx)
 

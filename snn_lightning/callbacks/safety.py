@@ -62,7 +62,12 @@ def _step_terms(trainer: L.Trainer) -> dict[str, float]:
     """Return the ``train/…`` values logged in the current step (``train/ce_step`` reads as ``train/ce``)."""
     terms = {}
     for name, value in trainer.callback_metrics.items():
-        if name.startswith("train/") and not name.endswith("_epoch") and isinstance(value, Tensor) and value.numel() == 1:
+        if (
+            name.startswith("train/")
+            and not name.endswith("_epoch")
+            and isinstance(value, Tensor)
+            and value.numel() == 1
+        ):
             terms[name.removesuffix("_step")] = value.item()
     return terms
 
@@ -93,7 +98,9 @@ def _non_finite_message(trainer: L.Trainer, loss: Tensor) -> str:
     else:
         what = f"the training loss is {local.flatten()[0].item()} (no term logged as train/… is non-finite)"
     saved = latest_checkpoint(trainer)
-    resume = f"resume from the untouched checkpoint with --ckpt_path {saved}" if saved else "no checkpoint was written yet"
+    resume = (
+        f"resume from the untouched checkpoint with --ckpt_path {saved}" if saved else "no checkpoint was written yet"
+    )
     return (
         f"{what} {where}; training stopped before this step changed the weights; {resume}; lower the learning rate "
         f"(model.init_args.optimizer) or set trainer.gradient_clip_val"
@@ -171,7 +178,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     Lightning's writer.
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike[str], storage_options: Any = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike[str], storage_options: Any = None
+    ) -> None:
         if "://" in str(path):
             super().save_checkpoint(checkpoint, path, storage_options)
             return

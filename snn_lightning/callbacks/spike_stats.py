@@ -46,7 +46,9 @@ class LayerCounts:
         self.counts: dict[str, Tensor] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
-    def attach(self, layers: dict[str, nn.Module], count: CountFn, device: torch.device, on_input: bool = False) -> None:
+    def attach(
+        self, layers: dict[str, nn.Module], count: CountFn, device: torch.device, on_input: bool = False
+    ) -> None:
         """Zero the counts of ``layers`` and hook them: each call adds ``count(module, output or first input)``."""
         self.detach()
         self.counts = {name: torch.zeros(self.width, dtype=self.dtype, device=device) for name in layers}

@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigurationError, DatasetNotFoundError, SNNLightningError
 from .event_transforms import Binning, EventsToFrames, FrameAugment, time_major_collate
-from .saccade_digits import SaccadeDigits
 from .loaders import SplitDataModule
+from .saccade_digits import SaccadeDigits
 from .splits import stratified_split
 
 __all__ = [
@@ -133,25 +133,46 @@ class _DatasetInfo:
 DATASETS: dict[str, _DatasetInfo] = {
     "digits_saccades": _DatasetInfo("saccade digits", 10, SaccadeDigits.sensor_size, ("train", "test")),
     "nmnist": _DatasetInfo(
-        "N-MNIST", 10, tonic.datasets.NMNIST.sensor_size, ("train", "test"), _NMNIST, tonic.datasets.NMNIST,
+        "N-MNIST",
+        10,
+        tonic.datasets.NMNIST.sensor_size,
+        ("train", "test"),
+        _NMNIST,
+        tonic.datasets.NMNIST,
         "NMNIST/Train/<digit>/*.bin and NMNIST/Test/<digit>/*.bin",
         "https://www.garrickorchard.com/datasets/n-mnist (Train.zip, Test.zip)",
     ),
     "dvsgesture": _DatasetInfo(
-        "DVS128 Gesture", 11, tonic.datasets.DVSGesture.sensor_size, ("train", "test"), _DVSGesture,
+        "DVS128 Gesture",
+        11,
+        tonic.datasets.DVSGesture.sensor_size,
+        ("train", "test"),
+        _DVSGesture,
         tonic.datasets.DVSGesture,
         "DVSGesture/ibmGestureTrain/<user>_<lighting>/<label>.npy and DVSGesture/ibmGestureTest/...",
         f"tonic's preprocessed copy, {tonic.datasets.DVSGesture.train_url} and {tonic.datasets.DVSGesture.test_url} "
         "(the original recordings at https://research.ibm.com/dvsgesture are not in this form)",
     ),
     "cifar10dvs": _DatasetInfo(
-        "CIFAR10-DVS", 10, tonic.datasets.CIFAR10DVS.sensor_size, ("all",), _CIFAR10DVS, tonic.datasets.CIFAR10DVS,
-        "CIFAR10DVS/<class>/*.aedat4", f"{tonic.datasets.CIFAR10DVS.url} (tonic's .aedat4 copy)",
+        "CIFAR10-DVS",
+        10,
+        tonic.datasets.CIFAR10DVS.sensor_size,
+        ("all",),
+        _CIFAR10DVS,
+        tonic.datasets.CIFAR10DVS,
+        "CIFAR10DVS/<class>/*.aedat4",
+        f"{tonic.datasets.CIFAR10DVS.url} (tonic's .aedat4 copy)",
     ),
     "ncaltech101": _DatasetInfo(
         # Recordings differ in size; 240×180 holds every one (tonic shifts each to start at x=y=0).
-        "N-Caltech101", 101, (240, 180, 2), ("all",), _NCALTECH101, tonic.datasets.NCALTECH101,
-        "NCALTECH101/Caltech101/<class>/*.bin", "https://www.garrickorchard.com/datasets/n-caltech101",
+        "N-Caltech101",
+        101,
+        (240, 180, 2),
+        ("all",),
+        _NCALTECH101,
+        tonic.datasets.NCALTECH101,
+        "NCALTECH101/Caltech101/<class>/*.bin",
+        "https://www.garrickorchard.com/datasets/n-caltech101",
         ("Caltech101.zip",),
     ),
 }

@@ -77,7 +77,5 @@ def read_idx(path: str | os.PathLike[str], dims: int) -> np.ndarray:
         raise ValueError(f"{path} cannot be read ({type(error).__name__}: {error})") from error
     if filled < len(values) or trailing:
         held = f"{filled} values" if filled < len(values) else "more values"
-        raise ValueError(
-            f"{path} holds {held} but its IDX header ({' x '.join(map(str, shape))}) needs {len(values)}"
-        )
+        raise ValueError(f"{path} holds {held} but its IDX header ({' x '.join(map(str, shape))}) needs {len(values)}")
     return values.reshape(shape)

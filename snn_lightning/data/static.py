@@ -147,8 +147,13 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     data = batch.get("data") if isinstance(batch, dict) else None
     labels = batch.get("labels", batch.get("fine_labels")) if isinstance(batch, dict) else None
     if (
-        isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == _CIFAR_ROW
-        and isinstance(labels, list) and len(labels) == len(data) and all(isinstance(label, int) for label in labels)
+        isinstance(data, np.ndarray)
+        and data.dtype == np.uint8
+        and data.ndim == 2
+        and data.shape[1] == _CIFAR_ROW
+        and isinstance(labels, list)
+        and len(labels) == len(data)
+        and all(isinstance(label, int) for label in labels)
     ):
         return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
     raise DatasetNotFoundError(

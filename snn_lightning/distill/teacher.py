@@ -67,7 +67,9 @@ def _architecture_hint(keys: list[str], arch: str) -> str:
         if known == blocks:
             return f"its blocks {'/'.join(map(str, blocks))} are a {name}; set model.init_args.teacher_arch: {name}"
     if not blocks:
-        return "it holds no ResNet stages (layer1 … layer4); is it a spiking model's checkpoint? give an ANNClassifier's"
+        return (
+            "it holds no ResNet stages (layer1 … layer4); is it a spiking model's checkpoint? give an ANNClassifier's"
+        )
     return f"its blocks {'/'.join(map(str, blocks))} match no teacher_arch in {', '.join(ANN_ARCHITECTURES)}"
 
 

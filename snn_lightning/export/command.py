@@ -64,7 +64,9 @@ class ExportCLI(SNNLightningCLI):
             "--output", type=str | None, default=None, help="File to write; null writes <ckpt_path without .ckpt>.nir."
         )
         parser.add_argument(
-            "--weights_only", type=bool, default=True,
+            "--weights_only",
+            type=bool,
+            default=True,
             help="Load the checkpoint with torch.load(weights_only=True); turn off only for files you trust.",
         )
 

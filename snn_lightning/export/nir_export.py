@@ -154,7 +154,8 @@ def _neuron(neuron: nn.Module, path: str, shape: tuple[int, ...]) -> nir.LIF | n
         parts = [name for name in _STAA_PARTS if getattr(neuron, name) is not None]
         if parts:
             raise _refuse(
-                path, neuron,
+                path,
+                neuron,
                 f"its STAA parts ({', '.join(parts)}) add a bias per step or re-weight the currents across steps "
                 f"and channels, which no NIR node expresses; export a model trained with neuron LIF, PLIF or "
                 f"AdaptiveLIF, or with STAA's position_encoding, global_context and step_attention all false",
@@ -164,7 +165,8 @@ def _neuron(neuron: nn.Module, path: str, shape: tuple[int, ...]) -> nir.LIF | n
         raise _refuse(path, neuron, "NIR export has no mapping for this module")
     if neuron.v_reset is None:
         raise _refuse(
-            path, neuron,
+            path,
+            neuron,
             "it resets by subtracting the threshold (v_reset: null), and NIR's neurons reset to v_reset; "
             "train with v_reset: 0.0 to export",
         )
@@ -183,9 +185,7 @@ def _neuron(neuron: nn.Module, path: str, shape: tuple[int, ...]) -> nir.LIF | n
         raise _refuse(path, neuron, str(error)) from error
 
 
-def _conv(
-    graph: _GraphBuilder, conv: nn.Module, norm: nn.Module | None, path: str, source: _Port
-) -> _Port:
+def _conv(graph: _GraphBuilder, conv: nn.Module, norm: nn.Module | None, path: str, source: _Port) -> _Port:
     """Add the convolution ``conv`` (``TimeDistributed``) with ``norm`` (``TemporalBatchNorm2d`` or None) folded in."""
     layer = conv.module
     if layer.padding_mode != "zeros":
@@ -232,7 +232,8 @@ def _avg_pool(graph: _GraphBuilder, pool: nn.AvgPool2d, path: str, source: _Port
     actual = tuple(pool(torch.zeros(1, *source.shape)).shape[1:])
     if actual != shape:  # ceil_mode adds a partial window at the border
         raise _refuse(
-            path, pool,
+            path,
+            pool,
             f"ceil_mode gives {actual[1]}x{actual[2]} maps from {sides[0]}x{sides[1]}, NIR's pooling "
             f"{shape[1]}x{shape[2]}; use an input size divisible by the stride",
         )

@@ -18,7 +18,6 @@ import ctypes
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -41,7 +40,7 @@ class _Shape(ctypes.Structure):
 
 
 @cache
-def _library() -> Optional[ctypes.CDLL]:
+def _library() -> ctypes.CDLL | None:
     lib = load_library(_SOURCE, OPENMP_FLAGS, "the spike-driven CPU convolution", "SpikeConv2d runs as nn.Conv2d")
     if lib is not None:
         pointer, size = ctypes.c_void_p, ctypes.c_int64
@@ -52,7 +51,9 @@ def _library() -> Optional[ctypes.CDLL]:
     return lib
 
 
-def _shape(input_size: Sequence[int], weight_size: Sequence[int], stride: Sequence[int], padding: Sequence[int]) -> _Shape:
+def _shape(
+    input_size: Sequence[int], weight_size: Sequence[int], stride: Sequence[int], padding: Sequence[int]
+) -> _Shape:
     n, c_in, h, w = input_size
     c_out, _, kh, kw = weight_size
     oh, ow = (h + 2 * padding[0] - kh) // stride[0] + 1, (w + 2 * padding[1] - kw) // stride[1] + 1
@@ -65,7 +66,9 @@ def _count(x: Tensor) -> Tensor:
     pixels_last = x.permute(0, 2, 3, 1).contiguous()
     pixels = pixels_last.shape[0] * pixels_last.shape[1] * pixels_last.shape[2]
     counts = torch.zeros(pixels + 1, dtype=torch.int64)
-    _library().spike_conv_count(pixels_last.data_ptr(), pixels, x.shape[1], counts[1:].data_ptr(), torch.get_num_threads())
+    _library().spike_conv_count(
+        pixels_last.data_ptr(), pixels, x.shape[1], counts[1:].data_ptr(), torch.get_num_threads()
+    )
     return counts.cumsum_(0)
 
 
@@ -76,7 +79,7 @@ def _(x):
 
 @torch.library.custom_op("snn_lightning::spike_conv2d_cpu", mutates_args=(), device_types="cpu")
 def _forward(
-    x: Tensor, offsets: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Sequence[int], padding: Sequence[int]
+    x: Tensor, offsets: Tensor, weight: Tensor, bias: Tensor | None, stride: Sequence[int], padding: Sequence[int]
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Return the output ``[N, OH, OW, C_out]`` and the nonzeros of ``x`` listed at ``offsets``: channels, values."""
     lib, shape = _library(), _shape(x.shape, weight.shape, stride, padding)
@@ -84,13 +87,21 @@ def _forward(
     nonzeros = int(offsets[-1])
     channel = torch.empty(nonzeros, dtype=torch.int32)
     value = torch.empty(nonzeros, dtype=torch.float32)
-    lib.spike_conv_gather(pixels_last.data_ptr(), shape.N * shape.H * shape.W, shape.C_in, offsets.data_ptr(),
-                          channel.data_ptr(), value.data_ptr(), shape.threads)
+    lib.spike_conv_gather(
+        pixels_last.data_ptr(),
+        shape.N * shape.H * shape.W,
+        shape.C_in,
+        offsets.data_ptr(),
+        channel.data_ptr(),
+        value.data_ptr(),
+        shape.threads,
+    )
     taps = weight.detach().permute(2, 3, 1, 0).contiguous()  # [KH, KW, C_in, C_out]: one row per (tap, input channel)
     out = torch.empty(shape.N, shape.OH, shape.OW, shape.C_out)
     bias_pointer = None if bias is None else bias.detach().contiguous().data_ptr()
-    lib.spike_conv_forward(offsets.data_ptr(), channel.data_ptr(), value.data_ptr(), taps.data_ptr(), bias_pointer,
-                           out.data_ptr(), shape)
+    lib.spike_conv_forward(
+        offsets.data_ptr(), channel.data_ptr(), value.data_ptr(), taps.data_ptr(), bias_pointer, out.data_ptr(), shape
+    )
     return out, channel, value
 
 
@@ -98,7 +109,11 @@ def _forward(
 def _(x, offsets, weight, bias, stride, padding):
     shape = _shape(x.shape, weight.shape, stride, padding)
     nonzeros = torch.library.get_ctx().new_dynamic_size()
-    return x.new_empty(shape.N, shape.OH, shape.OW, shape.C_out), x.new_empty(nonzeros, dtype=torch.int32), x.new_empty(nonzeros)
+    return (
+        x.new_empty(shape.N, shape.OH, shape.OW, shape.C_out),
+        x.new_empty(nonzeros, dtype=torch.int32),
+        x.new_empty(nonzeros),
+    )
 
 
 @torch.library.custom_op("snn_lightning::spike_conv2d_grad_weight_cpu", mutates_args=(), device_types="cpu")
@@ -116,8 +131,14 @@ def _grad_weight(
     shape = _shape(input_size, weight_size, stride, padding)
     grad_pixels_last = grad_out.permute(0, 2, 3, 1).contiguous()
     grad_taps = torch.empty(shape.KH, shape.KW, shape.C_in, shape.C_out)
-    _library().spike_conv_grad_weight(offsets.data_ptr(), channel.data_ptr(), value.data_ptr(),
-                                      grad_pixels_last.data_ptr(), grad_taps.data_ptr(), shape)
+    _library().spike_conv_grad_weight(
+        offsets.data_ptr(),
+        channel.data_ptr(),
+        value.data_ptr(),
+        grad_pixels_last.data_ptr(),
+        grad_taps.data_ptr(),
+        shape,
+    )
     return grad_taps
 
 
@@ -132,7 +153,12 @@ class _SpikeConv2dFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, x: Tensor, offsets: Tensor, weight: Tensor, bias: Optional[Tensor], stride: tuple[int, int],
+        ctx,
+        x: Tensor,
+        offsets: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        stride: tuple[int, int],
         padding: tuple[int, int],
     ) -> Tensor:
         out, channel, value = torch.ops.snn_lightning.spike_conv2d_cpu(x, offsets, weight, bias, stride, padding)
@@ -142,7 +168,7 @@ class _SpikeConv2dFunction(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_out: Tensor) -> tuple[Optional[Tensor], ...]:
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         offsets, channel, value, weight = ctx.saved_tensors
         input_size, stride, padding = ctx.geometry
         grad_x = grad_weight = grad_bias = None
@@ -151,8 +177,17 @@ class _SpikeConv2dFunction(torch.autograd.Function):
             # expanded scalar would be copied out in full); channels-last makes oneDNN return a channels-last gradient.
             shape_only = torch.empty(input_size, dtype=grad_out.dtype, memory_format=torch.channels_last)
             grad_x = torch.ops.aten.convolution_backward(
-                grad_out, shape_only, weight.contiguous(memory_format=torch.channels_last), None, stride, padding,
-                (1, 1), False, (0, 0), 1, (True, False, False),
+                grad_out,
+                shape_only,
+                weight.contiguous(memory_format=torch.channels_last),
+                None,
+                stride,
+                padding,
+                (1, 1),
+                False,
+                (0, 0),
+                1,
+                (True, False, False),
             )[0]
         if ctx.needs_input_grad[2]:
             grad_taps = torch.ops.snn_lightning.spike_conv2d_grad_weight_cpu(
@@ -167,10 +202,10 @@ class _SpikeConv2dFunction(torch.autograd.Function):
 def spike_conv2d(
     x: Tensor,
     weight: Tensor,
-    bias: Optional[Tensor],
+    bias: Tensor | None,
     stride: tuple[int, int],
     padding: tuple[int, int],
-    offsets: Optional[Tensor] = None,
+    offsets: Tensor | None = None,
 ) -> Tensor:
     """Return ``F.conv2d(x, weight, bias, stride, padding)`` computed from the nonzeros of ``x`` (CPU, float32), channels-last.
 
@@ -201,9 +236,9 @@ class SpikeConv2d(nn.Conv2d):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: Union[int, tuple[int, int]],
-        stride: Union[int, tuple[int, int]] = 1,
-        padding: Union[int, tuple[int, int]] = 0,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
         bias: bool = True,
         max_density: float = 0.2,
     ) -> None:
@@ -231,7 +266,7 @@ class SpikeConv2d(nn.Conv2d):
             raise ValueError(f"SpikeConv2d max_density must lie in [0, 1], got {value}")
         self._max_density = float(value)
 
-    def sparse_offsets(self, x: Tensor) -> Optional[Tensor]:
+    def sparse_offsets(self, x: Tensor) -> Tensor | None:
         """Return the offsets of the nonzeros of ``x`` when a call on it takes the sparse path, else None."""
         applicable = (
             x.device.type == "cpu"

@@ -291,7 +291,9 @@ class SpikingResNet(nn.Module):
         for stage in self.stages:
             for block in stage:
                 features = checkpoint(
-                    block, features, use_reentrant=False,
+                    block,
+                    features,
+                    use_reentrant=False,
                     context_fn=lambda block=block: (contextlib.nullcontext(), _restoring_buffers(block)),
                 )
         return features
@@ -309,10 +311,18 @@ class SpikingResNet(nn.Module):
 _LAYOUTS: dict[str, dict] = {
     "resnet19": dict(blocks=(3, 3, 2), widths=(128, 256, 512), strides=(1, 2, 2), stem="cifar", downsample="conv"),
     "resnet20": dict(
-        blocks=(2, 2, 2, 2), widths=(64, 128, 256, 512), strides=(1, 2, 2, 2), stem="cifar_deep", downsample="avgpool_conv"
+        blocks=(2, 2, 2, 2),
+        widths=(64, 128, 256, 512),
+        strides=(1, 2, 2, 2),
+        stem="cifar_deep",
+        downsample="avgpool_conv",
     ),
-    "resnet18": dict(blocks=(2, 2, 2, 2), widths=(64, 128, 256, 512), strides=(1, 2, 2, 2), stem="imagenet", downsample="conv"),
-    "resnet34": dict(blocks=(3, 4, 6, 3), widths=(64, 128, 256, 512), strides=(1, 2, 2, 2), stem="imagenet", downsample="conv"),
+    "resnet18": dict(
+        blocks=(2, 2, 2, 2), widths=(64, 128, 256, 512), strides=(1, 2, 2, 2), stem="imagenet", downsample="conv"
+    ),
+    "resnet34": dict(
+        blocks=(3, 4, 6, 3), widths=(64, 128, 256, 512), strides=(1, 2, 2, 2), stem="imagenet", downsample="conv"
+    ),
     "resnet_mini": dict(blocks=(1, 1), widths=(32, 64), strides=(1, 2), stem="cifar", downsample="conv"),
 }
 

@@ -52,7 +52,9 @@ class ClassifierModule(L.LightningModule):
         # The evaluation loss as a torchmetric: it sums losses and sample counts over DDP ranks in
         # floats, where Lightning's sync_dist mean divides the summed batch sizes as integers (off
         # when the ranks' shards differ by a sample, as evaluation shards do).
-        self.evaluation_loss = torch.nn.ModuleDict({stage: MeanMetric(nan_strategy="disable") for stage in ("val", "test")})
+        self.evaluation_loss = torch.nn.ModuleDict(
+            {stage: MeanMetric(nan_strategy="disable") for stage in ("val", "test")}
+        )
         self.accuracy = torch.nn.ModuleDict(
             {
                 f"{stage}_{k}": MulticlassAccuracy(num_classes, top_k=k, average="micro")
@@ -73,7 +75,9 @@ class ClassifierModule(L.LightningModule):
         """Log ``{stage}/loss`` (per step in training, per epoch always) and the top-k accuracies of the ``[B, classes]`` logits."""
         # Under DDP the epoch loss is the mean over every rank's samples, not rank 0's shard.
         if stage == "train":  # every rank trains on as many samples, so sync_dist's mean is exact
-            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True)
+            self.log(
+                "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True
+            )
         else:
             mean_loss = self.evaluation_loss[stage]
             # One entry per sample weighs the batch mean by its size (nan_strategy "disable", which
@@ -162,7 +166,9 @@ class ClassifierModule(L.LightningModule):
                     f"model.warmup_epochs ({self.warmup_epochs}) must be below trainer.max_epochs ({max_epochs})"
                 )
             if self.warmup_epochs:
-                factor = functools.partial(warmup_cosine_factor, warmup_epochs=self.warmup_epochs, max_epochs=max_epochs)
+                factor = functools.partial(
+                    warmup_cosine_factor, warmup_epochs=self.warmup_epochs, max_epochs=max_epochs
+                )
                 scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
             else:
                 scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs)

@@ -98,7 +98,7 @@ class DistillationModule(SNNClassifier):
     def setup(self, stage: str) -> None:
         """Read the teacher (fit only) and collect the KD callbacks, rejecting two logit methods or duplicates."""
         if stage == "fit":
-            self.teacher  # read the file now, so a bad teacher fails before any training
+            _ = self.teacher  # read the file now, so a bad teacher fails before any training
         self._teacher_accuracy_pending = stage == "fit"
         callbacks = [callback for callback in self.trainer.callbacks if isinstance(callback, KDCallback)]
         names = [callback.name for callback in callbacks]

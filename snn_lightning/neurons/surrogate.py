@@ -25,7 +25,7 @@ class _SpikeFunction(torch.autograd.Function):
     """Heaviside forward; the surrogate's derivative times the incoming gradient backward."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, surrogate: "Surrogate") -> Tensor:
+    def forward(ctx, x: Tensor, surrogate: Surrogate) -> Tensor:
         ctx.save_for_backward(x)
         ctx.surrogate = surrogate
         return heaviside(x)

@@ -9,7 +9,6 @@ compiler :func:`load` returns False after one warning and the fused backend runs
 import ctypes
 from functools import cache
 from pathlib import Path
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -47,9 +46,11 @@ class _Params(ctypes.Structure):
 
 
 @cache
-def _library() -> Optional[ctypes.CDLL]:
+def _library() -> ctypes.CDLL | None:
     lib = load_library(
-        _SOURCE, _FLAGS, "the fused CPU LIF kernel",
+        _SOURCE,
+        _FLAGS,
+        "the fused CPU LIF kernel",
         "the fused backend falls back to its PyTorch loop, which saves the same memory but runs slower",
         _LINK_VARIANTS,
     )
@@ -78,12 +79,22 @@ def _params(
     # A parallel region costs more than small inputs take (and stalls when another process holds a core).
     threads = max(1, min(torch.get_num_threads(), x.numel() // _ELEMENTS_PER_THREAD))
     return _Params(
-        x.shape[0], x.shape[1], channels, inner, v_threshold, v_reset if hard_reset else 0.0, v_reset,
-        int(hard_reset), int(detach_reset), threads, surrogate, surrogate_param,
+        x.shape[0],
+        x.shape[1],
+        channels,
+        inner,
+        v_threshold,
+        v_reset if hard_reset else 0.0,
+        v_reset,
+        int(hard_reset),
+        int(detach_reset),
+        threads,
+        surrogate,
+        surrogate_param,
     )
 
 
-def _pointer(tensor: Optional[Tensor]) -> Optional[int]:
+def _pointer(tensor: Tensor | None) -> int | None:
     return None if tensor is None else tensor.data_ptr()
 
 
@@ -102,7 +113,15 @@ def lif_forward_cpu(
     spikes = torch.empty_like(x)
     h_seq = torch.empty(x.shape, dtype=leak.dtype)
     params = _params(x, channels, inner, v_threshold, v_reset, hard_reset)
-    _library().lif_forward(_DTYPE_CODES[x.dtype], int(decay_input), x.data_ptr(), spikes.data_ptr(), h_seq.data_ptr(), leak.data_ptr(), params)
+    _library().lif_forward(
+        _DTYPE_CODES[x.dtype],
+        int(decay_input),
+        x.data_ptr(),
+        spikes.data_ptr(),
+        h_seq.data_ptr(),
+        leak.data_ptr(),
+        params,
+    )
     return spikes, h_seq
 
 
@@ -116,7 +135,7 @@ def lif_backward_cpu(
     grad_spikes: Tensor,
     h_seq: Tensor,
     leak: Tensor,
-    table: Optional[Tensor],
+    table: Tensor | None,
     channels: int,
     inner: int,
     v_threshold: float,
@@ -131,15 +150,38 @@ def lif_backward_cpu(
     """Return ``dL/dX [T, N]`` and the per-neuron leak gradient ``[N]`` (empty unless ``leak_grad``)."""
     grad_x = torch.empty_like(grad_spikes)
     leak_partial = h_seq.new_empty(h_seq.shape[1] if leak_grad else 0)
-    params = _params(h_seq, channels, inner, v_threshold, v_reset, hard_reset, detach_reset, surrogate_kind, surrogate_parameter)
+    params = _params(
+        h_seq, channels, inner, v_threshold, v_reset, hard_reset, detach_reset, surrogate_kind, surrogate_parameter
+    )
     _library().lif_backward(
-        _DTYPE_CODES[grad_spikes.dtype], int(decay_input), grad_spikes.data_ptr(), h_seq.data_ptr(), _pointer(table),
-        grad_x.data_ptr(), leak_partial.data_ptr() if leak_grad else None, leak.data_ptr(), params,
+        _DTYPE_CODES[grad_spikes.dtype],
+        int(decay_input),
+        grad_spikes.data_ptr(),
+        h_seq.data_ptr(),
+        _pointer(table),
+        grad_x.data_ptr(),
+        leak_partial.data_ptr() if leak_grad else None,
+        leak.data_ptr(),
+        params,
     )
     return grad_x, leak_partial
 
 
 @lif_backward_cpu.register_fake
-def _(grad_spikes, h_seq, leak, table, channels, inner, v_threshold, v_reset, hard_reset, decay_input, detach_reset,
-      surrogate_kind, surrogate_parameter, leak_grad):
+def _(
+    grad_spikes,
+    h_seq,
+    leak,
+    table,
+    channels,
+    inner,
+    v_threshold,
+    v_reset,
+    hard_reset,
+    decay_input,
+    detach_reset,
+    surrogate_kind,
+    surrogate_parameter,
+    leak_grad,
+):
     return torch.empty_like(grad_spikes), h_seq.new_empty(h_seq.shape[1] if leak_grad else 0)

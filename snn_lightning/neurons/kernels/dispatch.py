@@ -79,7 +79,9 @@ def lif_multistep_backend(
     """
     chosen = resolve_backend(backend, x_seq.device, x_seq.dtype)
     if chosen == "reference":
-        return register_spikes(lif_multistep(x_seq, inv_tau, v_threshold, v_reset, decay_input, detach_reset, surrogate))
+        return register_spikes(
+            lif_multistep(x_seq, inv_tau, v_threshold, v_reset, decay_input, detach_reset, surrogate)
+        )
     if chosen == "triton":
         implementation = "triton"
     else:

@@ -28,7 +28,13 @@ from snn_lightning.neurons.dynamics import charge, reset
 from snn_lightning.neurons.surrogate import ATan, Rectangle, Sigmoid, Surrogate, Triangle
 
 __all__ = [
-    "FusedLIF", "LeakLayout", "leak_layout", "memory_order", "surrogate_code", "IMPLEMENTATIONS", "implementation"
+    "FusedLIF",
+    "LeakLayout",
+    "leak_layout",
+    "memory_order",
+    "surrogate_code",
+    "IMPLEMENTATIONS",
+    "implementation",
 ]
 
 # Surrogate kinds the compiled kernels evaluate themselves; 0 means "derivative table computed in Python".
@@ -255,7 +261,15 @@ class FusedLIF(torch.autograd.Function):
             x, layout.leak, layout.channels, layout.inner, float(v_threshold), reset_value, hard_reset, decay_input
         )
         ctx.save_for_backward(h_seq, layout.leak)
-        ctx.settings = (layout.channels, layout.inner, float(v_threshold), reset_value, hard_reset, decay_input, detach_reset)
+        ctx.settings = (
+            layout.channels,
+            layout.inner,
+            float(v_threshold),
+            reset_value,
+            hard_reset,
+            decay_input,
+            detach_reset,
+        )
         ctx.surrogate = surrogate
         ctx.implementation_name = implementation_name
         ctx.inv_tau_shape, ctx.inv_tau_dtype = inv_tau.shape, inv_tau.dtype
@@ -274,8 +288,20 @@ class FusedLIF(torch.autograd.Function):
         if code == TABLE or not impl.builtin_surrogates:
             table = ctx.surrogate.derivative(h_seq - v_threshold).contiguous()
         grad_x, leak_partial = impl.backward(
-            grad, h_seq, leak, table, channels, inner, v_threshold, v_reset, hard_reset, decay_input, detach_reset,
-            code, parameter, leak_grad,
+            grad,
+            h_seq,
+            leak,
+            table,
+            channels,
+            inner,
+            v_threshold,
+            v_reset,
+            hard_reset,
+            decay_input,
+            detach_reset,
+            code,
+            parameter,
+            leak_grad,
         )
         grad_inv_tau = None
         if leak_grad:

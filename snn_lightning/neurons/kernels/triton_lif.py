@@ -15,7 +15,6 @@ run on CPU tensors through Triton's interpreter (used by the tests).
 """
 
 import math
-from typing import Optional
 
 import torch
 import triton
@@ -52,8 +51,21 @@ def _leak(leak_ptr, offsets, mask, channels, inner, PER_CHANNEL: tl.constexpr):
 
 @triton.jit
 def _lif_forward_kernel(
-    x_ptr, spikes_ptr, h_ptr, leak_ptr, T, N, channels, inner, v_threshold, v_rest, v_reset,
-    HARD_RESET: tl.constexpr, DECAY_INPUT: tl.constexpr, PER_CHANNEL: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr,
+    spikes_ptr,
+    h_ptr,
+    leak_ptr,
+    T,
+    N,
+    channels,
+    inner,
+    v_threshold,
+    v_rest,
+    v_reset,
+    HARD_RESET: tl.constexpr,
+    DECAY_INPUT: tl.constexpr,
+    PER_CHANNEL: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offsets < N
@@ -78,10 +90,27 @@ def _lif_forward_kernel(
 
 @triton.jit
 def _lif_backward_kernel(
-    grad_spikes_ptr, h_ptr, table_ptr, grad_x_ptr, grad_leak_ptr, leak_ptr, T, N, channels, inner,
-    v_threshold, v_rest, v_reset, surrogate_parameter,
-    HARD_RESET: tl.constexpr, DECAY_INPUT: tl.constexpr, DETACH_RESET: tl.constexpr, PER_CHANNEL: tl.constexpr,
-    SURROGATE: tl.constexpr, LEAK_GRAD: tl.constexpr, BLOCK: tl.constexpr,
+    grad_spikes_ptr,
+    h_ptr,
+    table_ptr,
+    grad_x_ptr,
+    grad_leak_ptr,
+    leak_ptr,
+    T,
+    N,
+    channels,
+    inner,
+    v_threshold,
+    v_rest,
+    v_reset,
+    surrogate_parameter,
+    HARD_RESET: tl.constexpr,
+    DECAY_INPUT: tl.constexpr,
+    DETACH_RESET: tl.constexpr,
+    PER_CHANNEL: tl.constexpr,
+    SURROGATE: tl.constexpr,
+    LEAK_GRAD: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offsets < N
@@ -155,9 +184,23 @@ def lif_forward_triton(
     spikes = torch.empty_like(x)
     h_seq = torch.empty(x.shape, dtype=torch.float32, device=x.device)
     _lif_forward_kernel[_grid(N)](
-        x, spikes, h_seq, leak, T, N, channels, inner, v_threshold, v_reset if hard_reset else 0.0, v_reset,
-        HARD_RESET=hard_reset, DECAY_INPUT=decay_input, PER_CHANNEL=channels > 1, BLOCK=_BLOCK,
-        num_warps=_NUM_WARPS, enable_fp_fusion=False,
+        x,
+        spikes,
+        h_seq,
+        leak,
+        T,
+        N,
+        channels,
+        inner,
+        v_threshold,
+        v_reset if hard_reset else 0.0,
+        v_reset,
+        HARD_RESET=hard_reset,
+        DECAY_INPUT=decay_input,
+        PER_CHANNEL=channels > 1,
+        BLOCK=_BLOCK,
+        num_warps=_NUM_WARPS,
+        enable_fp_fusion=False,
     )
     return spikes, h_seq
 
@@ -172,7 +215,7 @@ def lif_backward_triton(
     grad_spikes: Tensor,
     h_seq: Tensor,
     leak: Tensor,
-    table: Optional[Tensor],
+    table: Tensor | None,
     channels: int,
     inner: int,
     v_threshold: float,
@@ -190,15 +233,48 @@ def lif_backward_triton(
     grad_x = torch.empty_like(grad_spikes)
     leak_partial = h_seq.new_empty(N if leak_grad else 0)
     _lif_backward_kernel[_grid(N)](
-        grad_spikes, h_seq, h_seq if table is None else table, grad_x, leak_partial if leak_grad else h_seq, leak,
-        T, N, channels, inner, v_threshold, v_reset if hard_reset else 0.0, v_reset, surrogate_parameter,
-        HARD_RESET=hard_reset, DECAY_INPUT=decay_input, DETACH_RESET=detach_reset, PER_CHANNEL=channels > 1,
-        SURROGATE=surrogate_kind, LEAK_GRAD=leak_grad, BLOCK=_BLOCK, num_warps=_NUM_WARPS, enable_fp_fusion=False,
+        grad_spikes,
+        h_seq,
+        h_seq if table is None else table,
+        grad_x,
+        leak_partial if leak_grad else h_seq,
+        leak,
+        T,
+        N,
+        channels,
+        inner,
+        v_threshold,
+        v_reset if hard_reset else 0.0,
+        v_reset,
+        surrogate_parameter,
+        HARD_RESET=hard_reset,
+        DECAY_INPUT=decay_input,
+        DETACH_RESET=detach_reset,
+        PER_CHANNEL=channels > 1,
+        SURROGATE=surrogate_kind,
+        LEAK_GRAD=leak_grad,
+        BLOCK=_BLOCK,
+        num_warps=_NUM_WARPS,
+        enable_fp_fusion=False,
     )
     return grad_x, leak_partial
 
 
 @lif_backward_triton.register_fake
-def _(grad_spikes, h_seq, leak, table, channels, inner, v_threshold, v_reset, hard_reset, decay_input, detach_reset,
-      surrogate_kind, surrogate_parameter, leak_grad):
+def _(
+    grad_spikes,
+    h_seq,
+    leak,
+    table,
+    channels,
+    inner,
+    v_threshold,
+    v_reset,
+    hard_reset,
+    decay_input,
+    detach_reset,
+    surrogate_kind,
+    surrogate_parameter,
+    leak_grad,
+):
     return torch.empty_like(grad_spikes), h_seq.new_empty(h_seq.shape[1] if leak_grad else 0)
