@@ -52,8 +52,10 @@ quickstart-kd: $(INSTALLED)
 notebooks: $(INSTALLED)
 	for notebook in notebooks/*.ipynb; do $(VENV)/bin/jupyter execute --inplace "$$notebook" || exit 1; done
 
+# The suite in TEST_WORKERS processes (pytest-xdist; one file per worker at a time, the cores shared among them).
+TEST_WORKERS ?= 2
 test: $(INSTALLED)
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # ruff: lint and format check (CI runs it); `make format` rewrites the files.
 lint: $(INSTALLED)

@@ -13,6 +13,20 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Hide pytest's own arguments from the CLIs built in tests; share the cores among pytest-xdist workers.
+
+    LightningCLI warns when it is given ``args=[...]`` while ``sys.argv`` holds arguments too. Under
+    ``pytest -n N`` each worker gets ``cores // N`` torch threads, so N workers do not oversubscribe.
+    """
+    del sys.argv[1:]
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers))
+
+
 @pytest.fixture
 def in_tmp_dir(tmp_path, monkeypatch):
     """Run the test with the working directory in a fresh temporary folder (logs land there)."""
