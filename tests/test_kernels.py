@@ -22,7 +22,7 @@ from torch import nn
 from snn_lightning.models import spiking_resnet_mini
 from snn_lightning.modules import SNNClassifier
 from snn_lightning.neurons import IF, LIF, PLIF, AdaptiveLIF, ATan, Rectangle, Sigmoid, Surrogate, Triangle
-from snn_lightning.neurons.dynamics import lif_multistep
+from snn_lightning.neurons.dynamics import LIFSettings, lif_multistep
 from snn_lightning.neurons.kernels import (
     FusedLIF,
     compact_spikes,
@@ -76,10 +76,11 @@ def compare_with_reference(
     results = []
     for run in ("reference", implementation):
         x_run, leak_run = x.clone().requires_grad_(True), leak.clone().requires_grad_(True)
+        settings = LIFSettings(0.9, v_reset, decay, detach, surrogate)
         if run == "reference":
-            spikes = lif_multistep(x_run, leak_run, 0.9, v_reset, decay, detach, surrogate)
+            spikes = lif_multistep(x_run, leak_run, settings)
         else:
-            spikes = FusedLIF.apply(x_run, leak_run, 0.9, v_reset, decay, detach, surrogate, implementation)
+            spikes = FusedLIF.apply(x_run, leak_run, settings, implementation)
         (spikes * weights).sum().backward()
         results.append((spikes, x_run.grad, leak_run.grad))
     (ref, ref_gx, ref_gk), (out, gx, gk) = results
@@ -129,6 +130,15 @@ def test_fused_runs_channels_last_input_in_place_of_memory(implementation, leak_
         )
 
 
+def test_kernel_settings_encode_reset_and_surrogate():
+    from snn_lightning.neurons.kernels.ops import TABLE, KernelSettings
+
+    hard = KernelSettings.of(LIFSettings(0.5, -0.2, False, True, Rectangle(0.7)), channels=3, inner=20)
+    assert hard == (3, 20, 0.5, -0.2, True, False, True, 3, 0.7) and hard.v_rest == -0.2
+    soft = KernelSettings.of(LIFSettings(v_reset=None, surrogate=Quadratic()), channels=1, inner=1)
+    assert not soft.hard_reset and soft.v_rest == 0.0 and soft.surrogate_kind == TABLE
+
+
 def test_memory_order_lists_dims_outermost_first_and_keeps_time_first():
     from snn_lightning.neurons.kernels.fused import memory_order
 
@@ -175,7 +185,7 @@ def test_modules_agree_across_backends(make):
 def adaptive_gradients(backend, device="cpu", dtype=torch.float32):
     """Return spikes and the gradients of input, leak M and input scale N of an AdaptiveLIF on ``backend``."""
     torch.manual_seed(6)
-    neuron = AdaptiveLIF(init_leak=0.6, init_input_scale=0.9, v_reset=None, backend=backend).build(3).to(device)
+    neuron = AdaptiveLIF(init_leak=0.6, init_input_scale=0.9, v_reset=None, backend=backend).build(3, 4).to(device)
     with torch.no_grad():
         neuron.leak_logit.add_(torch.tensor([-0.3, 0.0, 0.4], device=device))
         neuron.input_scale.mul_(torch.tensor([0.8, 1.0, 1.3], device=device))
@@ -311,7 +321,7 @@ def test_triton_leaks_unknown_surrogate_and_float16():
     for grad, ref in zip(triton[1:], reference[1:]):
         assert_grad_close(grad, ref, torch.float32, rtol32=1e-4)
     assert torch.equal(
-        lif_multistep_backend(x, 0.5, 1.0, 0.0, True, False, ATan(), "triton"), LIF()(x.cpu()).to(x.device)
+        lif_multistep_backend(x, 0.5, LIFSettings(1.0, 0.0, True, False, ATan()), "triton"), LIF()(x.cpu()).to(x.device)
     )
 
 

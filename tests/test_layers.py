@@ -1,10 +1,18 @@
-"""Time-major layers: folding time into the batch, BN shared over time, direct encoding."""
+"""Time-major layers: batch layouts, folding time into the batch, BN shared over time, direct encoding."""
 
 import pytest
 import torch
 from torch import nn
 
-from snn_lightning.layers import DirectEncoder, TemporalBatchNorm1d, TemporalBatchNorm2d, TimeDistributed
+from snn_lightning.layers import (
+    DirectEncoder,
+    TemporalBatchNorm1d,
+    TemporalBatchNorm2d,
+    TimeDistributed,
+    batch_time_steps,
+    first_samples,
+    is_time_major,
+)
 
 
 def test_time_distributed_equals_a_per_step_loop():
@@ -56,3 +64,13 @@ def test_direct_encoder_repeats_and_time_steps_can_change():
 def test_direct_encoder_rejects_bad_time_steps(bad):
     with pytest.raises(ValueError, match="time_steps must be a positive integer"):
         DirectEncoder(time_steps=bad)
+
+
+def test_batch_layout_of_images_and_event_frames():
+    images, frames = torch.zeros(6, 3, 8, 8), torch.zeros(10, 6, 2, 8, 8)
+    assert not is_time_major(images) and is_time_major(frames)
+    assert batch_time_steps(images, 4) == 4, "images run for the model's T"
+    assert batch_time_steps(frames, 4) == 10, "frames bring their own T"
+    assert first_samples(images, 2).shape == (2, 3, 8, 8)
+    assert first_samples(frames, 2).shape == (10, 2, 2, 8, 8)
+    assert first_samples(frames, 9).shape == frames.shape

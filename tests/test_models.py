@@ -20,7 +20,7 @@ from snn_lightning.models import (
     spiking_resnet20,
     spiking_resnet_mini,
 )
-from snn_lightning.neurons import PLIF, SpikingNeuron
+from snn_lightning.neurons import LIF, PLIF, AdaptiveLIF, NeuronTemplate, SpikingNeuron
 
 # builder name -> (input channels, input size) small enough for a fast CPU forward
 SMALL_INPUTS = {
@@ -150,6 +150,19 @@ def test_make_activation_receives_channels() -> None:
 
     Recording(10, blocks=(1, 1), widths=(8, 16), strides=(1, 2))
     assert seen == [8, 8, 8, 16, 16]
+
+
+def test_neurons_and_staa_are_neuron_templates() -> None:
+    from snn_lightning.models import STAA
+
+    for template in (LIF(), PLIF(), AdaptiveLIF(), STAA()):
+        assert isinstance(template, NeuronTemplate)
+    lif = LIF(tau=3.0)
+    assert lif.for_stage(1, 3) is lif
+    copy = lif.build(8, 4)
+    assert isinstance(copy, LIF) and copy is not lif and copy.tau == 3.0
+    with pytest.raises(ValueError, match="neuron must be a neuron template.*got ReLU"):
+        SpikingResNet(10, blocks=(1,), widths=(8,), strides=(1,), neuron=nn.ReLU())  # type: ignore[arg-type]
 
 
 def test_gradients_reach_first_conv() -> None:

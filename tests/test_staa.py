@@ -58,7 +58,7 @@ def tiny_staa_model(time_steps: int = 4, width_multiplier: float = 0.25, **staa_
 
 @pytest.mark.parametrize("time_steps", [1, 2, 4, 6])
 def test_layer_and_model_shapes(time_steps: int) -> None:
-    layer = perturbed(STAA(max_time_steps=6).build(8))
+    layer = perturbed(STAA(max_time_steps=6).build(8, 6))
     spikes = layer(currents(time_steps))
     assert spikes.shape == (time_steps, 3, 8, 5, 5)
     model = tiny_staa_model(time_steps, max_time_steps=6)
@@ -66,13 +66,13 @@ def test_layer_and_model_shapes(time_steps: int) -> None:
 
 
 def test_every_part_starts_as_the_identity() -> None:
-    layer = STAA(step_dropout=0.0).build(8)
+    layer = STAA(step_dropout=0.0).build(8, 4)
     x = currents()
     torch.testing.assert_close(layer(x), layer.neuron(x))
 
 
 def test_gradients_reach_every_parameter_of_every_part() -> None:
-    layer = perturbed(STAA().build(8))
+    layer = perturbed(STAA().build(8, 4))
     layer(currents()).sum().backward()
     names = [name for name, _ in layer.named_parameters()]
     for part in (*PARTS, "neuron"):
@@ -91,7 +91,7 @@ def test_step_dropout_is_the_identity_in_eval_mode() -> None:
     dropout = TimeStepDropout(0.5).eval()
     raw, attended = torch.zeros(4, 8, 3, 2, 2), torch.ones(4, 8, 3, 2, 2)
     assert torch.equal(dropout(raw, attended), attended)
-    layer = perturbed(STAA(step_dropout=0.5).build(8)).eval()
+    layer = perturbed(STAA(step_dropout=0.5).build(8, 4)).eval()
     without = copy.deepcopy(layer)
     without.step_dropout = None
     torch.testing.assert_close(layer(currents()), without(currents()))
@@ -111,8 +111,8 @@ def test_step_dropout_replaces_whole_steps_at_rate_p() -> None:
 @pytest.mark.parametrize("part", PARTS)
 def test_each_flag_removes_its_part(part: str) -> None:
     torch.manual_seed(0)
-    full = STAA().build(8)
-    reduced = STAA(**{part: False}).build(8)
+    full = STAA().build(8, 4)
+    reduced = STAA(**{part: False}).build(8, 4)
     assert getattr(full, part) is not None and getattr(reduced, part) is None
     part_parameters = sum(p.numel() for p in getattr(full, part).parameters())
     assert sum(p.numel() for p in reduced.parameters()) == sum(p.numel() for p in full.parameters()) - part_parameters
@@ -123,9 +123,9 @@ def test_each_flag_removes_its_part(part: str) -> None:
 
 
 def test_step_dropout_flag_removes_tsrd() -> None:
-    assert STAA(step_dropout=0.0).build(8).step_dropout is None
-    assert STAA(global_context=False, step_attention=False).build(8).step_dropout is None, "nothing to skip"
-    layer = perturbed(STAA(step_dropout=0.3).build(8)).train()
+    assert STAA(step_dropout=0.0).build(8, 4).step_dropout is None
+    assert STAA(global_context=False, step_attention=False).build(8, 4).step_dropout is None, "nothing to skip"
+    layer = perturbed(STAA(step_dropout=0.3).build(8, 4)).train()
     without = copy.deepcopy(layer)
     without.step_dropout = None
     torch.manual_seed(0)
@@ -134,7 +134,7 @@ def test_step_dropout_flag_removes_tsrd() -> None:
 
 def test_all_flags_off_is_the_bare_neuron() -> None:
     template = STAA(position_encoding=False, global_context=False, step_attention=False, neuron=LIF())
-    layer = template.build(8)
+    layer = template.build(8, 4)
     assert sum(p.numel() for p in layer.parameters()) == 0 and isinstance(layer.neuron, LIF)
 
 
@@ -151,10 +151,32 @@ def test_smaller_time_steps_give_the_first_steps_of_a_longer_run() -> None:
 
 
 def test_time_steps_beyond_max_time_steps_is_a_clear_error() -> None:
-    layer = STAA(max_time_steps=4).build(8)
+    layer = STAA(max_time_steps=4).build(8, 4)
     message = r"max_time_steps=4 but the input has T=6 steps.*--model.time_steps <= 4"
     with pytest.raises(ConfigurationError, match=message):
         layer(currents(6))
+
+
+def test_max_time_steps_defaults_to_the_networks_time_steps() -> None:
+    model = tiny_staa_model(time_steps=3)
+    encodings = [layer.position_encoding for layer in staa_layers(model)]
+    assert all(encoding.encoding.shape[0] == encoding.max_time_steps == 3 for encoding in encodings)
+    assert tiny_staa_model(time_steps=3, max_time_steps=5).stem[2].position_encoding.encoding.shape[0] == 5
+
+
+def test_a_checkpoint_keeps_its_encoding_length_unless_max_time_steps_is_set() -> None:
+    trained = tiny_staa_model(time_steps=4)
+    for layer in staa_layers(trained):
+        perturbed(layer)
+    evaluated = tiny_staa_model(time_steps=2)
+    evaluated.load_state_dict(trained.state_dict())
+    assert evaluated.stem[2].position_encoding.max_time_steps == 4
+    trained.eval(), evaluated.eval()
+    image = torch.randn(2, 1, 8, 8)
+    trained.time_steps = 2
+    torch.testing.assert_close(evaluated(image), trained(image))
+    with pytest.raises(RuntimeError, match="size mismatch.*encoding"):
+        tiny_staa_model(time_steps=2, max_time_steps=2).load_state_dict(trained.state_dict())
 
 
 def test_binary_spikes_out_of_every_staa_layer() -> None:
@@ -194,7 +216,7 @@ def test_template_is_not_a_layer() -> None:
 
 def test_adaptive_lif_defaults_equal_lif_tau_2() -> None:
     x = currents()
-    torch.testing.assert_close(AdaptiveLIF().build(8)(x), LIF(tau=2.0)(x))
+    torch.testing.assert_close(AdaptiveLIF().build(8, 4)(x), LIF(tau=2.0)(x))
 
 
 def test_adaptive_lif_follows_its_equation_per_channel() -> None:

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from snn_lightning.callbacks.spike_stats import CountFn, LayerCounts, log_reduced
 from snn_lightning.errors import ConfigurationError
+from snn_lightning.layers import batch_time_steps, first_samples
 from snn_lightning.models import measure_complexity
 
 __all__ = [
@@ -246,16 +247,6 @@ def _input_kind(first_layer: bool, non_binary: float, outside_unit: float) -> In
     return "pooled_spikes" if outside_unit == 0 else "real"
 
 
-def _time_steps_of(pl_module: L.LightningModule, images: Tensor) -> int:
-    """Return the number of steps the model runs ``images`` for: frames ``[T, B, ...]`` bring their own T."""
-    return images.shape[0] if images.ndim == 5 else pl_module.time_steps
-
-
-def _first_sample(images: Tensor) -> Tensor:
-    """Return one sample of a batch: ``[1, C, H, W]`` of images or ``[T, 1, C, H, W]`` of frames."""
-    return images[:, :1] if images.ndim == 5 else images[:1]
-
-
 def _weights(module: nn.Module) -> int:
     """Return the number of weight and bias elements of a conv/linear ``module``."""
     return sum(parameter.numel() for parameter in module.parameters(recurse=False))
@@ -308,7 +299,9 @@ class EnergyEstimate(L.Callback):
         if self._size_logged:
             return
         images = batch[0]
-        complexity = measure_complexity(pl_module, _first_sample(images), _time_steps_of(pl_module, images))
+        complexity = measure_complexity(
+            pl_module, first_samples(images, 1), batch_time_steps(images, pl_module.time_steps)
+        )
         for logger in trainer.loggers:
             logger.log_hyperparams(
                 {"model/parameters": complexity.parameters, "model/macs_per_step": complexity.macs_per_step}
@@ -322,9 +315,9 @@ class EnergyEstimate(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
         images = batch[0]
-        time_steps = _time_steps_of(pl_module, images)
+        time_steps = batch_time_steps(images, pl_module.time_steps)
         if self._sample is None:
-            self._sample = _first_sample(images).detach().clone()
+            self._sample = first_samples(images, 1).detach().clone()
             self._time_steps = time_steps
             layers = {
                 name: module

@@ -17,6 +17,7 @@ from snn_lightning import plots
 from snn_lightning.callbacks.per_step_accuracy import PerStepAccuracy
 from snn_lightning.callbacks.spike_stats import SpikeStats, spiking_layers
 from snn_lightning.errors import ConfigurationError
+from snn_lightning.layers import first_samples, is_time_major
 from snn_lightning.models.complexity import probing
 from snn_lightning.neurons import SpikingNeuron
 
@@ -50,11 +51,6 @@ def record_layer(model: nn.Module, inputs: Tensor, layer: str) -> tuple[Tensor, 
     with probing(model, handles):
         model(inputs)
     return captured["currents"], captured["spikes"]
-
-
-def _first_samples(images: Tensor, count: int) -> Tensor:
-    """Return the first ``count`` samples of a batch of images ``[B, ...]`` or frames ``[T, B, ...]``."""
-    return images[:, :count] if images.ndim == 5 else images[:count]
 
 
 class PlotCallback(L.Callback):
@@ -101,7 +97,7 @@ class PlotCallback(L.Callback):
 
     def _keep(self, trainer: L.Trainer, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
         if batch_idx == 0 and dataloader_idx == 0 and trainer.is_global_zero and self._due(trainer):
-            self._inputs = _first_samples(batch[0], self.num_samples).clone()
+            self._inputs = first_samples(batch[0], self.num_samples).clone()
 
     def on_validation_batch_end(
         self,
@@ -162,7 +158,7 @@ class PlotCallback(L.Callback):
                 figures["firing_rates"] = plots.firing_rate_bars(callback.table)
             if isinstance(callback, PerStepAccuracy) and callback.accuracies:
                 figures["accuracy_vs_t"] = plots.accuracy_vs_time_steps(callback.accuracies)
-        if inputs.ndim == 5:
+        if is_time_major(inputs):
             figures["events"] = plots.event_frames(inputs[:, 0])
         return figures
 

@@ -2,15 +2,14 @@
 
 Layout ``[T, B, C, H, W]``; BatchNorm statistics are shared over time; the residual is added to
 the *current* before the block's last neuron, so every layer emits binary spikes and real-valued
-sums (BN, residual) only ever feed a neuron. Every neuron is built from one template module (a
-deep copy, or the template's ``build(channels)``), so a learnable neuron (PLIF) gets its own
-parameters in every layer.
+sums (BN, residual) only ever feed a neuron. Every neuron is built from one
+:class:`~snn_lightning.neurons.NeuronTemplate` (``template.build(channels, time_steps)``), so a
+learnable neuron (PLIF) gets its own parameters in every layer.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
@@ -20,16 +19,14 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from snn_lightning.errors import ConfigurationError
-from snn_lightning.layers import DirectEncoder, SpikeConv2d, TemporalBatchNorm2d, TimeDistributed
+from snn_lightning.layers import DirectEncoder, SpikeConv2d, TemporalBatchNorm2d, TimeDistributed, is_time_major
 from snn_lightning.models.ann_resnet import conv1x1, init_resnet_weights
-from snn_lightning.neurons import LIF
+from snn_lightning.neurons import LIF, NeuronTemplate
 
 __all__ = [
     "SPIKING_ARCHITECTURES",
     "SpikingArchitecture",
     "SpikingBasicBlock",
-    "build_activation",
-    "template_for_stage",
     "conv_bn_neuron",
     "spiking_downsample",
     "SpikingResNet",
@@ -44,26 +41,6 @@ StemKind = Literal["cifar", "cifar_deep", "imagenet"]
 DownsampleKind = Literal["conv", "avgpool_conv"]
 # Returns the activation (currents [T, B, C, H, W] -> spikes) of a layer with the given channel count.
 NeuronFactory = Callable[[int], nn.Module]
-
-
-def build_activation(template: nn.Module, channels: int) -> nn.Module:
-    """Return the activation of a layer with ``channels`` channels made from a neuron ``template``.
-
-    A template with a ``build(channels)`` method (``AdaptiveLIF``, ``STAA``) builds a per-channel
-    module; any other template (``LIF``, ``PLIF``) is deep-copied, so every layer owns its parameters.
-    """
-    build = getattr(template, "build", None)
-    return copy.deepcopy(template) if build is None else build(channels)
-
-
-def template_for_stage(template: nn.Module, stage: int, num_stages: int) -> nn.Module:
-    """Return the neuron template of ``stage`` (0 is the stem, 1 to ``num_stages`` the residual stages).
-
-    A template with a ``for_stage(stage, num_stages)`` method chooses per stage (``STAA`` with
-    ``stages`` puts the aggregator in some stages only); any other template serves every stage.
-    """
-    for_stage = getattr(template, "for_stage", None)
-    return template if for_stage is None else for_stage(stage, num_stages)
 
 
 @contextlib.contextmanager
@@ -168,7 +145,7 @@ class SpikingResNet(nn.Module):
         in_channels: int = 3,
         time_steps: int = 4,
         width_multiplier: float = 1.0,
-        neuron: nn.Module | None = None,
+        neuron: NeuronTemplate | None = None,
         checkpoint_blocks: bool = False,
         spike_conv_max_density: float = 0.2,
     ) -> None:
@@ -183,7 +160,7 @@ class SpikingResNet(nn.Module):
             in_channels: channels of the input (3 for RGB images, 2 for DVS polarity frames).
             time_steps: number of steps T a static image is repeated for; may be changed after construction.
             width_multiplier: factor applied to every width (at least 1 channel), for small models and tests.
-            neuron: spiking neuron template, built into every layer (see ``make_activation``); null means ``LIF()``.
+            neuron: neuron template every spiking layer is built from (see ``make_activation``); null means ``LIF()``.
             checkpoint_blocks: in training keep only each residual block's input and recompute the block in backward (less memory, ~1/3 more time).
             spike_conv_max_density: the 3×3 convolutions compute from their nonzero inputs (CPU) when at most this fraction is nonzero; 0 turns that off.
         """
@@ -201,6 +178,11 @@ class SpikingResNet(nn.Module):
         if width_multiplier <= 0:
             raise ConfigurationError(f"width_multiplier must be > 0, got {width_multiplier}")
         template = LIF() if neuron is None else neuron
+        if not isinstance(template, NeuronTemplate):
+            raise ConfigurationError(
+                f"neuron must be a neuron template with build(channels, time_steps) and for_stage(stage, num_stages) "
+                f"(LIF, PLIF, IF, AdaptiveLIF, STAA), got {type(template).__name__}"
+            )
         scaled = [max(1, round(width * width_multiplier)) for width in widths]
         self.num_classes = num_classes
         self.in_channels = in_channels
@@ -208,12 +190,12 @@ class SpikingResNet(nn.Module):
         self.encoder = DirectEncoder(time_steps)
         # The FSTA stem ends in a 2×2 average pool, which shrinks a 1-pixel side to nothing.
         self.min_input_size = 2 if stem == "cifar_deep" else 1
-        make_stem_neuron = functools.partial(self.make_activation, template_for_stage(template, 0, len(blocks)))
+        make_stem_neuron = functools.partial(self.make_activation, template.for_stage(0, len(blocks)))
         self.stem = self._make_stem(stem, in_channels, scaled[0], make_stem_neuron)
         stages = []
         channels = scaled[0]
         for index, (count, width, stride) in enumerate(zip(blocks, scaled, strides), start=1):
-            make_neuron = functools.partial(self.make_activation, template_for_stage(template, index, len(blocks)))
+            make_neuron = functools.partial(self.make_activation, template.for_stage(index, len(blocks)))
             shortcut = None
             if stride != 1 or channels != width:
                 shortcut = spiking_downsample(channels, width, stride, downsample)
@@ -245,14 +227,14 @@ class SpikingResNet(nn.Module):
             return nn.Sequential(*layers, TimeDistributed(nn.AvgPool2d(3, 2, 1)))
         raise ConfigurationError(f"stem must be 'cifar', 'cifar_deep' or 'imagenet', got {kind!r}")
 
-    def make_activation(self, neuron: nn.Module, channels: int) -> nn.Module:
+    def make_activation(self, neuron: NeuronTemplate, channels: int) -> nn.Module:
         """Return the activation of a layer with ``channels`` channels, built from the stage's neuron template.
 
-        Calls :func:`build_activation`: ``template.build(channels)`` when the template has it
-        (``STAA`` puts attention on the current in front of the neuron), else a deep copy.
+        Calls ``neuron.build(channels, self.time_steps)``: a deep copy for LIF and PLIF, one leak
+        per channel for AdaptiveLIF, attention on the current in front of the neuron for ``STAA``.
         Subclasses may override it; it is called during ``__init__``.
         """
-        return build_activation(neuron, channels)
+        return neuron.build(channels, self.time_steps)
 
     @property
     def time_steps(self) -> int:
@@ -281,7 +263,7 @@ class SpikingResNet(nn.Module):
                 f"by 2 and needs at least {self.min_input_size}×{self.min_input_size}, or its feature maps shrink to "
                 f"0×0; use larger images or an architecture with the 3×3 'cifar' stem (resnet_mini, resnet19)"
             )
-        return self.encoder(x) if x.ndim == 4 else x
+        return x if is_time_major(x) else self.encoder(x)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Return the last stage's spikes ``[T, B, C, h, w]`` (before pooling) for ``[B,C,H,W]`` or ``[T,B,C,H,W]``."""

@@ -21,21 +21,22 @@ for that layer's channel count, with each part switched on or off by a flag (the
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from snn_lightning.errors import ConfigurationError
-from snn_lightning.layers import fold_time, unfold_time
-from snn_lightning.models.spiking_resnet import build_activation
-from snn_lightning.neurons import AdaptiveLIF, SpikingNeuron
+from snn_lightning.layers import fold_time, is_time_major, unfold_time
+from snn_lightning.neurons import AdaptiveLIF, NeuronTemplate, SpikingNeuron
 
 __all__ = ["TemporalPositionEncoding", "GlobalContext", "StepAttention", "TimeStepDropout", "STAALIF", "STAA"]
 
 
 def _check_sequence(x_seq: Tensor, channels: int, part: str) -> None:
     """Raise if ``x_seq`` is not ``[T, B, channels, H, W]``."""
-    if x_seq.ndim != 5 or x_seq.shape[2] != channels:
+    if not is_time_major(x_seq) or x_seq.shape[2] != channels:
         raise ValueError(
             f"{part} expects currents [T, B, {channels}, H, W], got shape {tuple(x_seq.shape)}; "
             f"build it for the layer's channel count"
@@ -48,18 +49,29 @@ class TemporalPositionEncoding(nn.Module):
     Works for any ``T ≤ max_time_steps`` by using ``P[:T]``, so a model trained at T=4 is evaluated at T=2.
     """
 
-    def __init__(self, channels: int, max_time_steps: int) -> None:
+    def __init__(self, channels: int, max_time_steps: int, follow_checkpoint: bool = False) -> None:
         """
         Args:
             channels: channels C of the current.
             max_time_steps: largest number of steps T the encoding has a row for.
+            follow_checkpoint: a loaded state dict's encoding sets the number of rows instead of having to match it.
         """
         super().__init__()
         if max_time_steps < 1:
             raise ConfigurationError(f"STAA max_time_steps must be >= 1, got {max_time_steps}")
         self.channels = channels
         self.max_time_steps = max_time_steps
+        self.follow_checkpoint = follow_checkpoint
         self.encoding = nn.Parameter(torch.zeros(max_time_steps, channels, 1, 1))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        saved = state_dict.get(prefix + "encoding")
+        if self.follow_checkpoint and saved is not None and saved.shape[1:] == self.encoding.shape[1:]:
+            # The rows came from the network's time_steps, which may now be an evaluation's smaller T: the
+            # trained rows are kept (a model trained at T=4 tested with --model.time_steps 2 loads all 4).
+            self.max_time_steps = saved.shape[0]
+            self.encoding = nn.Parameter(self.encoding.new_zeros(saved.shape))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x_seq: Tensor) -> Tensor:
         """Return ``x_seq [T, B, C, H, W]`` plus the encoding of each step."""
@@ -247,12 +259,13 @@ class STAA(nn.Module):
     Flags switch each part, so the paper's ablation (baseline → +GC → +PE → +SA → +TSRD) is a
     matter of configuration; with every part off the layers are plain ``neuron``s. ``stages``
     restricts the aggregator to some stages (0 the stem, 1.. the residual stages); layers
-    elsewhere get ``neuron`` alone. The template itself is never run.
+    elsewhere get ``neuron`` alone. The template itself is never run; it is a
+    :class:`~snn_lightning.neurons.NeuronTemplate`, as its ``neuron`` is.
     """
 
     def __init__(
         self,
-        max_time_steps: int = 8,
+        max_time_steps: int | None = None,
         position_encoding: bool = True,
         global_context: bool = True,
         step_attention: bool = True,
@@ -264,7 +277,7 @@ class STAA(nn.Module):
     ) -> None:
         """
         Args:
-            max_time_steps: most time steps T the position encoding supports, in training and evaluation.
+            max_time_steps: most time steps T the position encoding supports, in training and evaluation; null means the network's ``time_steps`` (a loaded checkpoint keeps its own).
             position_encoding: add the learnable temporal position encoding (PE) to the current.
             global_context: re-weight channels with the Global Context block (GC).
             step_attention: re-weight each time step's channels with step attention (SA).
@@ -291,7 +304,7 @@ class STAA(nn.Module):
         self.stages = None if stages is None else sorted(set(stages))
         self.neuron = AdaptiveLIF() if neuron is None else neuron
 
-    def for_stage(self, stage: int, num_stages: int) -> nn.Module:
+    def for_stage(self, stage: int, num_stages: int) -> NeuronTemplate:
         """Return the template of ``stage`` in a network of ``num_stages`` residual stages: self, or the bare neuron."""
         if self.stages is not None and self.stages[-1] > num_stages:
             raise ConfigurationError(
@@ -300,13 +313,22 @@ class STAA(nn.Module):
             )
         return self if self.stages is None or stage in self.stages else self.neuron
 
-    def build(self, channels: int) -> STAALIF:
-        """Return a fresh ``STAALIF`` for a layer with ``channels`` channels, with the parts switched on."""
+    def build(self, channels: int, time_steps: int) -> STAALIF:
+        """Return a fresh ``STAALIF`` for a layer with ``channels`` channels, with the parts switched on.
+
+        Args:
+            channels: channels C of the layer's current.
+            time_steps: the network's steps T; the position encoding's length unless ``max_time_steps`` is set.
+        """
         attention = self.global_context or self.step_attention
-        encoding = TemporalPositionEncoding(channels, self.max_time_steps) if self.position_encoding else None
+        encoding = None
+        if self.position_encoding:
+            from_network = self.max_time_steps is None
+            rows = time_steps if from_network else self.max_time_steps
+            encoding = TemporalPositionEncoding(channels, rows, follow_checkpoint=from_network)
         step_attention = StepAttention(channels, self.reduction, self.temporal_kernel) if self.step_attention else None
         return STAALIF(
-            neuron=build_activation(self.neuron, channels),
+            neuron=self.neuron.build(channels, time_steps),
             position_encoding=encoding,
             global_context=GlobalContext(channels, self.reduction) if self.global_context else None,
             step_attention=step_attention,
@@ -314,8 +336,10 @@ class STAA(nn.Module):
         )
 
     def forward(self, x_seq: Tensor) -> Tensor:
-        """Raise: the template is not a layer; a network calls ``build(channels)`` for each layer."""
-        raise TypeError("STAA is a template; give it to a network as its neuron, or call STAA.build(channels)")
+        """Raise: the template is not a layer; a network calls ``build(channels, time_steps)`` for each layer."""
+        raise TypeError(
+            "STAA is a template; give it to a network as its neuron, or call STAA.build(channels, time_steps)"
+        )
 
     def extra_repr(self) -> str:
         return (

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from snn_lightning.distill.losses import mean_ce, per_step_ce
 from snn_lightning.errors import ConfigurationError
+from snn_lightning.layers import batch_time_steps, first_samples
 from snn_lightning.models import SPIKING_ARCHITECTURES, STAA, Complexity, SpikingArchitecture, measure_complexity
 from snn_lightning.modules.base import ClassifierModule
 from snn_lightning.neurons import SpikingNeuron
@@ -97,9 +98,7 @@ class SNNClassifier(ClassifierModule):
 
     def complexity(self, images: Tensor) -> Complexity:
         """Return the network's parameter count and MACs per sample for inputs shaped like the batch ``images``."""
-        if images.ndim == 5:  # event frames [T, B, C, H, W] bring their own T
-            return measure_complexity(self.network, images[:, :1], images.shape[0])
-        return measure_complexity(self.network, images[:1], self.time_steps)
+        return measure_complexity(self.network, first_samples(images, 1), batch_time_steps(images, self.time_steps))
 
     def on_train_batch_start(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         """Print the parameter count and MACs once, at the first training batch (right after the model summary)."""

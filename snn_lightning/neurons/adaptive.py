@@ -26,12 +26,18 @@ class AdaptiveLIF(SpikingNeuron):
     """LIF with a learnable leak ``M`` (kept in (0, 1)) and input scale ``N``, one pair per channel.
 
     Used as a neuron template (``SNNClassifier(neuron=AdaptiveLIF())`` or inside ``STAA``), the
-    network calls :meth:`build` for each layer, which gives every layer one ``(M, N)`` per channel.
+    network calls :meth:`build` for each layer (see :class:`~snn_lightning.neurons.NeuronTemplate`),
+    which gives every layer one ``(M, N)`` per channel.
     The defaults ``M = N = 0.5`` start as ``LIF(tau=2.0)``; FSTA-SNN's neuron is ``M = 0.25, N = 1``
     with ``v_threshold=0.5``.
-    """
 
-    decay_input = False
+    >>> import torch
+    >>> layer = AdaptiveLIF().build(channels=3, time_steps=4)  # one (M, N) pair per channel
+    >>> layer.leak.tolist()
+    [0.5, 0.5, 0.5]
+    >>> layer(torch.full((4, 2, 3, 5, 5), 1.5)).mean(dim=(1, 2, 3, 4)).tolist()  # as LIF(tau=2.0)
+    [0.0, 1.0, 0.0, 1.0]
+    """
 
     def __init__(
         self,
@@ -55,7 +61,7 @@ class AdaptiveLIF(SpikingNeuron):
             surrogate: surrogate derivative for the spike in the backward pass; null means ``ATan(alpha=2.0)``.
             backend: "reference" loop, "fused" node (C++ kernel on CPU), "triton" (CUDA), or "auto" (triton on CUDA, else fused).
         """
-        super().__init__(v_threshold, v_reset, detach_reset, surrogate, backend)
+        super().__init__(v_threshold, v_reset, False, detach_reset, surrogate, backend)
         if channels < 1:
             raise ValueError(f"AdaptiveLIF channels must be >= 1, got {channels}")
         if not 0.0 < init_leak < 1.0:
@@ -67,8 +73,13 @@ class AdaptiveLIF(SpikingNeuron):
         self.leak_logit = nn.Parameter(torch.full((channels,), logit))
         self.input_scale = nn.Parameter(torch.full((channels,), self.init_input_scale))
 
-    def build(self, channels: int) -> AdaptiveLIF:
-        """Return a fresh neuron with this one's settings and one ``(M, N)`` pair per each of ``channels``."""
+    def build(self, channels: int, time_steps: int) -> AdaptiveLIF:
+        """Return a fresh neuron with this one's settings and one ``(M, N)`` pair per each of ``channels``.
+
+        Args:
+            channels: channels of the layer, each with its own ``(M, N)``.
+            time_steps: steps T of the network; the neuron has no per-step parameters and ignores it.
+        """
         return AdaptiveLIF(
             channels,
             self.init_leak,
@@ -90,7 +101,7 @@ class AdaptiveLIF(SpikingNeuron):
         if x_seq.ndim < 3 or self.channels not in (1, x_seq.shape[2]):
             raise ValueError(
                 f"AdaptiveLIF has {self.channels} channels but got input of shape {tuple(x_seq.shape)}; "
-                f"expected [T, B, {self.channels}, ...] (build it with AdaptiveLIF.build(channels))"
+                f"expected [T, B, {self.channels}, ...] (build it with AdaptiveLIF.build(channels, time_steps))"
             )
         return values.view(-1, *([1] * (x_seq.ndim - 3)))
 

@@ -59,7 +59,17 @@ class Surrogate:
 
 
 class ATan(Surrogate):
-    """Arc-tangent surrogate: ``g'(x) = (alpha/2) / (1 + (pi/2 * alpha * x)^2)``."""
+    """Arc-tangent surrogate: ``g'(x) = (alpha/2) / (1 + (pi/2 * alpha * x)^2)``.
+
+    >>> import torch
+    >>> x = torch.tensor([-0.5, 0.0, 0.5], requires_grad=True)
+    >>> spikes = ATan(alpha=2.0)(x)
+    >>> spikes.tolist()  # the forward is the step x >= 0
+    [0.0, 1.0, 1.0]
+    >>> spikes.sum().backward()
+    >>> [round(g, 4) for g in x.grad.tolist()]  # the backward is g'(x): 1 / (1 + (pi x)^2) for alpha = 2
+    [0.2884, 1.0, 0.2884]
+    """
 
     def __init__(self, alpha: float = 2.0) -> None:
         """

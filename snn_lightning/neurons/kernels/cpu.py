@@ -2,8 +2,9 @@
 
 :func:`snn_lightning.native.load_library` builds and caches the library. The two entry points
 are registered as ``torch.library`` custom ops (``snn_lightning::lif_forward_cpu`` and
-``lif_backward_cpu``), so ``torch.compile`` treats them as opaque calls. Without a working
-compiler :func:`load` returns False after one warning and the fused backend runs its PyTorch loop.
+``lif_backward_cpu``, see :func:`.ops.register_lif_ops`), so ``torch.compile`` treats them as
+opaque calls. Without a working compiler :func:`implementation` returns None after one warning and
+the fused backend runs its PyTorch loop.
 """
 
 import ctypes
@@ -14,8 +15,9 @@ import torch
 from torch import Tensor
 
 from snn_lightning.native import OPENMP_FLAGS, load_library
+from snn_lightning.neurons.kernels.ops import Implementation, KernelSettings, register_lif_ops
 
-__all__ = ["load"]
+__all__ = ["implementation"]
 
 _SOURCE = Path(__file__).with_name("lif_cpu.cpp")
 # No FMA contraction: every step rounds as the reference loop does, so spikes match it bit for bit.
@@ -60,37 +62,22 @@ def _library() -> ctypes.CDLL | None:
     return lib
 
 
-def load() -> bool:
-    """Return whether the compiled kernel is available, building it on first call."""
-    return _library() is not None
-
-
-def _params(
-    x: Tensor,
-    channels: int,
-    inner: int,
-    v_threshold: float,
-    v_reset: float,
-    hard_reset: bool,
-    detach_reset: bool = False,
-    surrogate: int = 0,
-    surrogate_param: float = 0.0,
-) -> _Params:
+def _params(x: Tensor, settings: KernelSettings) -> _Params:
     # A parallel region costs more than small inputs take (and stalls when another process holds a core).
     threads = max(1, min(torch.get_num_threads(), x.numel() // _ELEMENTS_PER_THREAD))
     return _Params(
         x.shape[0],
         x.shape[1],
-        channels,
-        inner,
-        v_threshold,
-        v_reset if hard_reset else 0.0,
-        v_reset,
-        int(hard_reset),
-        int(detach_reset),
+        settings.channels,
+        settings.inner,
+        settings.v_threshold,
+        settings.v_rest,
+        settings.v_reset,
+        int(settings.hard_reset),
+        int(settings.detach_reset),
         threads,
-        surrogate,
-        surrogate_param,
+        settings.surrogate_kind,
+        settings.surrogate_parameter,
     )
 
 
@@ -98,90 +85,45 @@ def _pointer(tensor: Tensor | None) -> int | None:
     return None if tensor is None else tensor.data_ptr()
 
 
-@torch.library.custom_op("snn_lightning::lif_forward_cpu", mutates_args=(), device_types="cpu")
-def lif_forward_cpu(
-    x: Tensor,
-    leak: Tensor,
-    channels: int,
-    inner: int,
-    v_threshold: float,
-    v_reset: float,
-    hard_reset: bool,
-    decay_input: bool,
-) -> tuple[Tensor, Tensor]:
+def _forward(x: Tensor, leak: Tensor, settings: KernelSettings) -> tuple[Tensor, Tensor]:
     """Return spikes ``[T, N]`` and the pre-spike membrane ``H`` for currents ``x [T, N]`` (contiguous)."""
     spikes = torch.empty_like(x)
     h_seq = torch.empty(x.shape, dtype=leak.dtype)
-    params = _params(x, channels, inner, v_threshold, v_reset, hard_reset)
     _library().lif_forward(
         _DTYPE_CODES[x.dtype],
-        int(decay_input),
+        int(settings.decay_input),
         x.data_ptr(),
         spikes.data_ptr(),
         h_seq.data_ptr(),
         leak.data_ptr(),
-        params,
+        _params(x, settings),
     )
     return spikes, h_seq
 
 
-@lif_forward_cpu.register_fake
-def _(x, leak, channels, inner, v_threshold, v_reset, hard_reset, decay_input):
-    return torch.empty_like(x), x.new_empty(x.shape, dtype=leak.dtype)
-
-
-@torch.library.custom_op("snn_lightning::lif_backward_cpu", mutates_args=(), device_types="cpu")
-def lif_backward_cpu(
-    grad_spikes: Tensor,
-    h_seq: Tensor,
-    leak: Tensor,
-    table: Tensor | None,
-    channels: int,
-    inner: int,
-    v_threshold: float,
-    v_reset: float,
-    hard_reset: bool,
-    decay_input: bool,
-    detach_reset: bool,
-    surrogate_kind: int,
-    surrogate_parameter: float,
-    leak_grad: bool,
+def _backward(
+    grad_spikes: Tensor, h_seq: Tensor, leak: Tensor, table: Tensor | None, settings: KernelSettings, leak_grad: bool
 ) -> tuple[Tensor, Tensor]:
     """Return ``dL/dX [T, N]`` and the per-neuron leak gradient ``[N]`` (empty unless ``leak_grad``)."""
     grad_x = torch.empty_like(grad_spikes)
     leak_partial = h_seq.new_empty(h_seq.shape[1] if leak_grad else 0)
-    params = _params(
-        h_seq, channels, inner, v_threshold, v_reset, hard_reset, detach_reset, surrogate_kind, surrogate_parameter
-    )
     _library().lif_backward(
         _DTYPE_CODES[grad_spikes.dtype],
-        int(decay_input),
+        int(settings.decay_input),
         grad_spikes.data_ptr(),
         h_seq.data_ptr(),
         _pointer(table),
         grad_x.data_ptr(),
         leak_partial.data_ptr() if leak_grad else None,
         leak.data_ptr(),
-        params,
+        _params(h_seq, settings),
     )
     return grad_x, leak_partial
 
 
-@lif_backward_cpu.register_fake
-def _(
-    grad_spikes,
-    h_seq,
-    leak,
-    table,
-    channels,
-    inner,
-    v_threshold,
-    v_reset,
-    hard_reset,
-    decay_input,
-    detach_reset,
-    surrogate_kind,
-    surrogate_parameter,
-    leak_grad,
-):
-    return torch.empty_like(grad_spikes), h_seq.new_empty(h_seq.shape[1] if leak_grad else 0)
+@cache
+def implementation() -> Implementation | None:
+    """Return the compiled kernel registered as ops, building it on first call; None without a working compiler."""
+    if _library() is None:
+        return None
+    return register_lif_ops("cpu", _forward, _backward, device_types="cpu")

@@ -5,20 +5,19 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
-from snn_lightning.neurons.dynamics import lif_multistep
-from snn_lightning.neurons.kernels.fused import FusedLIF
+from snn_lightning.neurons.dynamics import LIFSettings, lif_multistep
+from snn_lightning.neurons.kernels.fused import FusedLIF, ImplementationName
 from snn_lightning.neurons.kernels.memory import register_spikes
-from snn_lightning.neurons.surrogate import Surrogate
 
 __all__ = ["Backend", "BACKENDS", "check_backend", "resolve_backend", "lif_multistep_backend"]
 
 Backend = Literal["auto", "reference", "fused", "triton"]
-BACKENDS: tuple[str, ...] = ("auto", "reference", "fused", "triton")
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
 
 logger = logging.getLogger("snn_lightning")
 _announced: set[tuple[str, str]] = set()
@@ -39,7 +38,7 @@ def check_backend(backend: str) -> None:
         raise ValueError(f"unknown LIF backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
-def resolve_backend(backend: Backend, device: torch.device, dtype: torch.dtype = torch.float32) -> str:
+def resolve_backend(backend: Backend, device: torch.device, dtype: torch.dtype = torch.float32) -> Backend:
     """Return the backend that runs: ``"reference"``, ``"fused"`` or ``"triton"`` (``"auto"`` resolved for ``device``).
 
     ``"auto"`` takes Triton for CUDA tensors (float32/bfloat16/float16) when Triton is installed,
@@ -63,30 +62,27 @@ def resolve_backend(backend: Backend, device: torch.device, dtype: torch.dtype =
 
 
 def lif_multistep_backend(
-    x_seq: Tensor,
-    inv_tau: float | Tensor,
-    v_threshold: float,
-    v_reset: float | None,
-    decay_input: bool,
-    detach_reset: bool,
-    surrogate: Surrogate,
-    backend: Backend = "auto",
+    x_seq: Tensor, inv_tau: float | Tensor, settings: LIFSettings, backend: Backend = "auto"
 ) -> Tensor:
     """Return the spikes of :func:`~snn_lightning.neurons.dynamics.lif_multistep` computed by ``backend``.
 
     Same arguments and results as the reference (spikes bit for bit, gradients to rounding); the
     fused and Triton backends keep only the membrane ``H`` for backward.
+
+    Args:
+        x_seq: input currents, time-major ``[T, ...]``.
+        inv_tau: the leak ``1/tau``: a float, or a tensor broadcastable to one step (learnable leak).
+        settings: threshold, reset, input decay and surrogate of the neurons.
+        backend: one of :data:`BACKENDS`; ``"auto"`` is resolved by :func:`resolve_backend`.
     """
     chosen = resolve_backend(backend, x_seq.device, x_seq.dtype)
     if chosen == "reference":
-        return register_spikes(
-            lif_multistep(x_seq, inv_tau, v_threshold, v_reset, decay_input, detach_reset, surrogate)
-        )
+        return register_spikes(lif_multistep(x_seq, inv_tau, settings))
+    implementation: ImplementationName
     if chosen == "triton":
         implementation = "triton"
     else:
         implementation = "cpu" if x_seq.device.type == "cpu" else "torch"
     if not isinstance(inv_tau, Tensor):
         inv_tau = torch.full((), inv_tau, dtype=torch.float64, device=x_seq.device)
-    spikes = FusedLIF.apply(x_seq, inv_tau, v_threshold, v_reset, decay_input, detach_reset, surrogate, implementation)
-    return register_spikes(spikes)
+    return register_spikes(FusedLIF.apply(x_seq, inv_tau, settings, implementation))

@@ -19,41 +19,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 from torch import Tensor
 
-from snn_lightning.neurons.dynamics import charge, reset
-from snn_lightning.neurons.surrogate import ATan, Rectangle, Sigmoid, Surrogate, Triangle
+from snn_lightning.neurons.dynamics import LIFSettings, charge, reset
+from snn_lightning.neurons.kernels.ops import TABLE, Implementation, KernelSettings
 
 __all__ = [
     "FusedLIF",
     "LeakLayout",
     "leak_layout",
     "memory_order",
-    "surrogate_code",
+    "ImplementationName",
     "IMPLEMENTATIONS",
     "implementation",
 ]
 
-# Surrogate kinds the compiled kernels evaluate themselves; 0 means "derivative table computed in Python".
-TABLE = 0
-_SURROGATE_CODES: dict[type, tuple[int, str]] = {
-    ATan: (1, "alpha"),
-    Sigmoid: (2, "alpha"),
-    Rectangle: (3, "width"),
-    Triangle: (4, "width"),
-}
-
-
-def surrogate_code(surrogate: Surrogate) -> tuple[int, float]:
-    """Return ``(kind, parameter)`` for a kernel: a built-in surrogate's code, or ``(TABLE, 0.0)`` for any other."""
-    entry = _SURROGATE_CODES.get(type(surrogate))
-    if entry is None:
-        return TABLE, 0.0
-    code, parameter = entry
-    return code, float(getattr(surrogate, parameter))
+ImplementationName = Literal["torch", "cpu", "triton"]
+IMPLEMENTATIONS: tuple[ImplementationName, ...] = get_args(ImplementationName)
 
 
 class LeakLayout(NamedTuple):
@@ -95,50 +80,28 @@ def memory_order(x_seq: Tensor) -> tuple[int, ...]:
     return order if x_seq.permute(order).is_contiguous() else tuple(range(x_seq.ndim))
 
 
-def forward_torch(
-    x: Tensor,
-    leak: Tensor,
-    channels: int,
-    inner: int,
-    v_threshold: float,
-    v_reset: float,
-    hard_reset: bool,
-    decay_input: bool,
-) -> tuple[Tensor, Tensor]:
+def forward_torch(x: Tensor, leak: Tensor, settings: KernelSettings) -> tuple[Tensor, Tensor]:
     """Return spikes ``[T, N]`` (dtype of ``x``) and the pre-spike membrane ``H [T, N]`` (state dtype) for ``x [T, N]``."""
     state_dtype = leak.dtype
     # A step viewed as [outer, channels, inner] broadcasts against the leak as [channels, 1].
-    steps = x.view(x.shape[0], -1, channels, inner)
-    k = leak.view(channels, 1)
-    rest = v_reset if hard_reset else 0.0
-    reset_to = v_reset if hard_reset else None
+    steps = x.view(x.shape[0], -1, settings.channels, settings.inner)
+    k = leak.view(settings.channels, 1)
+    rest = settings.v_rest
+    reset_to = settings.v_reset if settings.hard_reset else None
     h_seq = torch.empty(steps.shape, dtype=state_dtype, device=x.device)
     spikes = torch.empty_like(steps)
     v = torch.full(steps.shape[1:], rest, dtype=state_dtype, device=x.device)
     for t in range(steps.shape[0]):
-        h = charge(v, steps[t].to(state_dtype), k, rest, decay_input)
-        fired = (h - v_threshold >= 0).to(state_dtype)
-        v = reset(h, fired, v_threshold, reset_to)
+        h = charge(v, steps[t].to(state_dtype), k, rest, settings.decay_input)
+        fired = (h - settings.v_threshold >= 0).to(state_dtype)
+        v = reset(h, fired, settings.v_threshold, reset_to)
         h_seq[t] = h
         spikes[t] = fired
     return spikes.view(x.shape), h_seq.view(x.shape)
 
 
 def backward_torch(
-    grad_spikes: Tensor,
-    h_seq: Tensor,
-    leak: Tensor,
-    table: Tensor | None,
-    channels: int,
-    inner: int,
-    v_threshold: float,
-    v_reset: float,
-    hard_reset: bool,
-    decay_input: bool,
-    detach_reset: bool,
-    surrogate_kind: int,
-    surrogate_parameter: float,
-    leak_grad: bool,
+    grad_spikes: Tensor, h_seq: Tensor, leak: Tensor, table: Tensor | None, settings: KernelSettings, leak_grad: bool
 ) -> tuple[Tensor, Tensor]:
     """Return ``dL/dX [T, N]`` and, if ``leak_grad``, per neuron ``sum_t dL/dH[t] dH[t]/dk`` ``[N]`` (else empty).
 
@@ -147,24 +110,24 @@ def backward_torch(
     ``table`` holds the surrogate derivatives σ' ``[T, N]``; the compiled kernels take it only for a
     surrogate they do not know (``surrogate_kind == TABLE``), this loop always.
     """
-    shape = (h_seq.shape[0], -1, channels, inner)
+    shape = (h_seq.shape[0], -1, settings.channels, settings.inner)
     h_steps, grad_steps, sg_steps = h_seq.view(shape), grad_spikes.view(shape), table.view(shape)
-    k = leak.view(channels, 1)
-    rest = v_reset if hard_reset else 0.0
-    reset_to = v_reset if hard_reset else None
-    through_reset = 0.0 if detach_reset else 1.0
+    k = leak.view(settings.channels, 1)
+    v_threshold, v_reset, rest = settings.v_threshold, settings.v_reset, settings.v_rest
+    reset_to = v_reset if settings.hard_reset else None
+    through_reset = 0.0 if settings.detach_reset else 1.0
     grad_x = torch.empty_like(grad_steps)
     carry = torch.zeros_like(h_steps[0])
     grad_leak = torch.zeros_like(h_steps[0]) if leak_grad else None
     for t in reversed(range(h_steps.shape[0])):
         h, sg = h_steps[t], sg_steps[t]
         fired = (h - v_threshold >= 0).to(h.dtype)
-        if hard_reset:
+        if settings.hard_reset:
             dv_dh = (1 - fired) + (v_reset - h) * sg * through_reset
         else:
             dv_dh = 1 - v_threshold * sg * through_reset
         grad_h = grad_steps[t].to(h.dtype) * sg + carry * dv_dh
-        grad_x[t] = grad_h * k if decay_input else grad_h
+        grad_x[t] = grad_h * k if settings.decay_input else grad_h
         carry = grad_h * (1 - k)
         if grad_leak is not None:
             if t == 0:
@@ -173,18 +136,9 @@ def backward_torch(
                 previous = h_steps[t - 1]
                 v = reset(previous, (previous - v_threshold >= 0).to(h.dtype), v_threshold, reset_to)
             # dH/dk is X - (V - rest) with input decay, i.e. (H - V) / k as X is not saved; else -(V - rest).
-            grad_leak += grad_h * ((h - v) / k if decay_input else -(v - rest))
+            grad_leak += grad_h * ((h - v) / k if settings.decay_input else -(v - rest))
     leak_partial = h_seq.new_empty(0) if grad_leak is None else grad_leak.reshape(-1)
     return grad_x.view(grad_spikes.shape), leak_partial
-
-
-class Implementation(NamedTuple):
-    """Forward and backward of one implementation, with the signatures of :func:`forward_torch`/:func:`backward_torch`."""
-
-    forward: Callable[..., tuple[Tensor, Tensor]]
-    backward: Callable[..., tuple[Tensor, Tensor]]
-    # Whether backward evaluates the built-in surrogates itself; else it always gets the table of σ'.
-    builtin_surrogates: bool
 
 
 def _torch_implementation() -> Implementation:
@@ -194,33 +148,31 @@ def _torch_implementation() -> Implementation:
 def _cpu_implementation() -> Implementation:
     from snn_lightning.neurons.kernels import cpu
 
-    if not cpu.load():
-        return _torch_implementation()
-    return Implementation(torch.ops.snn_lightning.lif_forward_cpu, torch.ops.snn_lightning.lif_backward_cpu, True)
+    return cpu.implementation() or _torch_implementation()
 
 
 def _triton_implementation() -> Implementation:
-    from snn_lightning.neurons.kernels import triton_lif  # noqa: F401  (registers the ops)
+    from snn_lightning.neurons.kernels import triton_lif
 
-    return Implementation(torch.ops.snn_lightning.lif_forward_triton, torch.ops.snn_lightning.lif_backward_triton, True)
+    return triton_lif.implementation()
 
 
-IMPLEMENTATIONS: dict[str, Callable[[], Implementation]] = {
+_LOADERS: dict[ImplementationName, Callable[[], Implementation]] = {
     "torch": _torch_implementation,
     "cpu": _cpu_implementation,
     "triton": _triton_implementation,
 }
-_loaded: dict[str, Implementation] = {}
+_loaded: dict[ImplementationName, Implementation] = {}
 
 
 @torch.compiler.disable
-def _load(name: str) -> Implementation:
+def _load(name: ImplementationName) -> Implementation:
     # Building or importing a kernel is not traceable; once loaded, torch.compile only sees the dict lookup.
-    return _loaded.setdefault(name, IMPLEMENTATIONS[name]())
+    return _loaded.setdefault(name, _LOADERS[name]())
 
 
-def implementation(name: str) -> Implementation:
-    """Return the implementation called ``name`` (``"torch"``, ``"cpu"`` or ``"triton"``), loading it on first use."""
+def implementation(name: ImplementationName) -> Implementation:
+    """Return the implementation called ``name`` (one of :data:`IMPLEMENTATIONS`), loading it on first use."""
     loaded = _loaded.get(name)
     return _load(name) if loaded is None else loaded
 
@@ -232,19 +184,16 @@ def _restore_order(flat: Tensor, ordered_shape: tuple[int, ...], order: tuple[in
 
 
 class FusedLIF(torch.autograd.Function):
-    """Multi-step LIF as one autograd node: spikes forward, hand-derived BPTT backward from the saved ``H``."""
+    """Multi-step LIF as one autograd node: spikes forward, hand-derived BPTT backward from the saved ``H``.
+
+    ``FusedLIF.apply(x_seq, inv_tau, settings, implementation_name)`` takes the arguments of
+    :func:`~snn_lightning.neurons.dynamics.lif_multistep` (``inv_tau`` as a tensor) and the
+    name of the implementation that runs it.
+    """
 
     @staticmethod
     def forward(
-        ctx,
-        x_seq: Tensor,
-        inv_tau: Tensor,
-        v_threshold: float,
-        v_reset: float | None,
-        decay_input: bool,
-        detach_reset: bool,
-        surrogate: Surrogate,
-        implementation_name: str,
+        ctx, x_seq: Tensor, inv_tau: Tensor, settings: LIFSettings, implementation_name: ImplementationName
     ) -> Tensor:
         impl = implementation(implementation_name)
         state_dtype = torch.promote_types(x_seq.dtype, torch.float32)
@@ -254,23 +203,12 @@ class FusedLIF(torch.autograd.Function):
         leak_shape = (1,) * (x_seq.ndim - 1 - inv_tau.ndim) + tuple(inv_tau.shape)
         inv_tau_ordered = inv_tau.reshape(leak_shape).permute([dim - 1 for dim in order[1:]])
         layout = leak_layout(inv_tau_ordered, x_ordered.shape[1:], state_dtype)
-        hard_reset = v_reset is not None
-        reset_value = float(v_reset) if hard_reset else 0.0
+        kernel_settings = KernelSettings.of(settings, layout.channels, layout.inner)
         x = x_ordered.reshape(x_seq.shape[0], -1).contiguous()
-        spikes, h_seq = impl.forward(
-            x, layout.leak, layout.channels, layout.inner, float(v_threshold), reset_value, hard_reset, decay_input
-        )
+        spikes, h_seq = impl.forward(x, layout.leak, kernel_settings)
         ctx.save_for_backward(h_seq, layout.leak)
-        ctx.settings = (
-            layout.channels,
-            layout.inner,
-            float(v_threshold),
-            reset_value,
-            hard_reset,
-            decay_input,
-            detach_reset,
-        )
-        ctx.surrogate = surrogate
+        ctx.kernel_settings = kernel_settings
+        ctx.surrogate = settings.surrogate
         ctx.implementation_name = implementation_name
         ctx.inv_tau_shape, ctx.inv_tau_dtype = inv_tau.shape, inv_tau.dtype
         ctx.order, ctx.ordered_shape = order, x_ordered.shape
@@ -279,32 +217,16 @@ class FusedLIF(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes: Tensor) -> tuple[Tensor | None, ...]:
         h_seq, leak = ctx.saved_tensors
-        channels, inner, v_threshold, v_reset, hard_reset, decay_input, detach_reset = ctx.settings
+        settings = ctx.kernel_settings
         impl = implementation(ctx.implementation_name)
         leak_grad = ctx.needs_input_grad[1]
         grad = grad_spikes.permute(ctx.order).reshape(h_seq.shape).contiguous()
-        code, parameter = surrogate_code(ctx.surrogate)
         table = None
-        if code == TABLE or not impl.builtin_surrogates:
-            table = ctx.surrogate.derivative(h_seq - v_threshold).contiguous()
-        grad_x, leak_partial = impl.backward(
-            grad,
-            h_seq,
-            leak,
-            table,
-            channels,
-            inner,
-            v_threshold,
-            v_reset,
-            hard_reset,
-            decay_input,
-            detach_reset,
-            code,
-            parameter,
-            leak_grad,
-        )
+        if settings.surrogate_kind == TABLE or not impl.builtin_surrogates:
+            table = ctx.surrogate.derivative(h_seq - settings.v_threshold).contiguous()
+        grad_x, leak_partial = impl.backward(grad, h_seq, leak, table, settings, leak_grad)
         grad_inv_tau = None
         if leak_grad:
             per_neuron = _restore_order(leak_partial.view(1, -1), (1, *ctx.ordered_shape[1:]), ctx.order)[0]
             grad_inv_tau = per_neuron.sum_to_size(ctx.inv_tau_shape).to(ctx.inv_tau_dtype)
-        return _restore_order(grad_x, ctx.ordered_shape, ctx.order), grad_inv_tau, None, None, None, None, None, None
+        return _restore_order(grad_x, ctx.ordered_shape, ctx.order), grad_inv_tau, None, None

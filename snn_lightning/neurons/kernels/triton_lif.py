@@ -9,19 +9,23 @@ and, for a learnable leak, each neuron's ``sum_t dL/dH[t] dH[t]/dk``, which the 
 over the neurons sharing a leak. Kernels are launched with FMA contraction off so the forward
 rounds exactly like the reference loop and the spikes match it bit for bit.
 
-The kernels are registered as ``torch.library`` custom ops (``snn_lightning::lif_forward_triton``
-and ``lif_backward_triton``). With ``TRITON_INTERPRET=1`` set before this module is imported they
-run on CPU tensors through Triton's interpreter (used by the tests).
+:func:`implementation` registers the kernels as ``torch.library`` custom ops
+(``snn_lightning::lif_forward_triton`` and ``lif_backward_triton``, see :func:`.ops.register_lif_ops`).
+With ``TRITON_INTERPRET=1`` set before this module is imported they run on CPU tensors through
+Triton's interpreter (used by the tests).
 """
 
 import math
+from functools import cache
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-__all__ = ["lif_forward_triton", "lif_backward_triton"]
+from snn_lightning.neurons.kernels.ops import Implementation, KernelSettings, register_lif_ops
+
+__all__ = ["implementation"]
 
 _BLOCK = 1024
 _NUM_WARPS = 4
@@ -167,17 +171,7 @@ def _check_state(leak: Tensor) -> None:
         )
 
 
-@torch.library.custom_op("snn_lightning::lif_forward_triton", mutates_args=())
-def lif_forward_triton(
-    x: Tensor,
-    leak: Tensor,
-    channels: int,
-    inner: int,
-    v_threshold: float,
-    v_reset: float,
-    hard_reset: bool,
-    decay_input: bool,
-) -> tuple[Tensor, Tensor]:
+def _forward(x: Tensor, leak: Tensor, settings: KernelSettings) -> tuple[Tensor, Tensor]:
     """Return spikes ``[T, N]`` and the pre-spike membrane ``H`` (float32) for currents ``x [T, N]`` (contiguous)."""
     _check_state(leak)
     T, N = x.shape
@@ -190,14 +184,14 @@ def lif_forward_triton(
         leak,
         T,
         N,
-        channels,
-        inner,
-        v_threshold,
-        v_reset if hard_reset else 0.0,
-        v_reset,
-        HARD_RESET=hard_reset,
-        DECAY_INPUT=decay_input,
-        PER_CHANNEL=channels > 1,
+        settings.channels,
+        settings.inner,
+        settings.v_threshold,
+        settings.v_rest,
+        settings.v_reset,
+        HARD_RESET=settings.hard_reset,
+        DECAY_INPUT=settings.decay_input,
+        PER_CHANNEL=settings.channels > 1,
         BLOCK=_BLOCK,
         num_warps=_NUM_WARPS,
         enable_fp_fusion=False,
@@ -205,27 +199,8 @@ def lif_forward_triton(
     return spikes, h_seq
 
 
-@lif_forward_triton.register_fake
-def _(x, leak, channels, inner, v_threshold, v_reset, hard_reset, decay_input):
-    return torch.empty_like(x), x.new_empty(x.shape, dtype=torch.float32)
-
-
-@torch.library.custom_op("snn_lightning::lif_backward_triton", mutates_args=())
-def lif_backward_triton(
-    grad_spikes: Tensor,
-    h_seq: Tensor,
-    leak: Tensor,
-    table: Tensor | None,
-    channels: int,
-    inner: int,
-    v_threshold: float,
-    v_reset: float,
-    hard_reset: bool,
-    decay_input: bool,
-    detach_reset: bool,
-    surrogate_kind: int,
-    surrogate_parameter: float,
-    leak_grad: bool,
+def _backward(
+    grad_spikes: Tensor, h_seq: Tensor, leak: Tensor, table: Tensor | None, settings: KernelSettings, leak_grad: bool
 ) -> tuple[Tensor, Tensor]:
     """Return ``dL/dX [T, N]`` and the per-neuron leak gradient ``[N]`` (empty unless ``leak_grad``)."""
     _check_state(leak)
@@ -241,17 +216,17 @@ def lif_backward_triton(
         leak,
         T,
         N,
-        channels,
-        inner,
-        v_threshold,
-        v_reset if hard_reset else 0.0,
-        v_reset,
-        surrogate_parameter,
-        HARD_RESET=hard_reset,
-        DECAY_INPUT=decay_input,
-        DETACH_RESET=detach_reset,
-        PER_CHANNEL=channels > 1,
-        SURROGATE=surrogate_kind,
+        settings.channels,
+        settings.inner,
+        settings.v_threshold,
+        settings.v_rest,
+        settings.v_reset,
+        settings.surrogate_parameter,
+        HARD_RESET=settings.hard_reset,
+        DECAY_INPUT=settings.decay_input,
+        DETACH_RESET=settings.detach_reset,
+        PER_CHANNEL=settings.channels > 1,
+        SURROGATE=settings.surrogate_kind,
         LEAK_GRAD=leak_grad,
         BLOCK=_BLOCK,
         num_warps=_NUM_WARPS,
@@ -260,21 +235,7 @@ def lif_backward_triton(
     return grad_x, leak_partial
 
 
-@lif_backward_triton.register_fake
-def _(
-    grad_spikes,
-    h_seq,
-    leak,
-    table,
-    channels,
-    inner,
-    v_threshold,
-    v_reset,
-    hard_reset,
-    decay_input,
-    detach_reset,
-    surrogate_kind,
-    surrogate_parameter,
-    leak_grad,
-):
-    return torch.empty_like(grad_spikes), h_seq.new_empty(h_seq.shape[1] if leak_grad else 0)
+@cache
+def implementation() -> Implementation:
+    """Return the Triton kernels registered as ops (registered on first call)."""
+    return register_lif_ops("triton", _forward, _backward)
