@@ -9,6 +9,7 @@ __all__ = [
     "CheckpointError",
     "NonFiniteLossError",
     "OutputDirError",
+    "user_error",
 ]
 
 
@@ -34,3 +35,16 @@ class NonFiniteLossError(SNNLightningError, FloatingPointError):
 
 class OutputDirError(SNNLightningError, OSError):
     """A log or checkpoint folder cannot be written or its disk is nearly full; the message names the folder and the setting."""
+
+
+def user_error(error: BaseException | None) -> SNNLightningError | None:
+    """Return the user-fixable error behind ``error`` (jsonargparse and Lightning wrap errors raised inside them), or None.
+
+    Args:
+        error: the error caught, followed through its ``__cause__`` / ``__context__`` chain.
+    """
+    while error is not None:
+        if isinstance(error, SNNLightningError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None

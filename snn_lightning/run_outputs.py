@@ -2,15 +2,19 @@
 
 A setting the user gave in a config file or on the command line is kept; only the ones left at
 their defaults are filled (and a logger ``save_dir`` equal to ``default_root_dir``, as the shipped
-configs write it), so ``trainer.default_root_dir`` (or ``run_name``) moves the whole run.
+configs write it), so ``trainer.default_root_dir`` (or ``run_name``) moves the whole run. Without a
+wandb API key, the wandb loggers are sent offline (:func:`wandb_offline_without_key`).
 """
 
 from __future__ import annotations
 
 import importlib
+import netrc
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -18,7 +22,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
 from snn_lightning.runs import RunFolder
 
-__all__ = ["place_outputs", "tag_wandb_runs"]
+__all__ = ["place_outputs", "tag_wandb_runs", "wandb_offline_without_key"]
 
 
 def _class(class_path: str) -> type | None:
@@ -90,3 +94,37 @@ def tag_wandb_runs(
         for key, value in settings.items():
             if not (single_logger and f"trainer.logger.{key}" in explicit):
                 logger.init_args[key] = value
+
+
+def _wandb_api_key_known() -> bool:
+    """Return whether wandb can log in: ``WANDB_API_KEY`` is set or the netrc file has an entry for its host."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):  # no netrc file, or one wandb could not read either
+        return False
+
+
+def wandb_offline_without_key(config: Namespace) -> bool:
+    """Set ``WANDB_MODE=offline`` when ``config`` logs to wandb online and wandb has no API key; return whether it did.
+
+    Without a key an online wandb run stops at its start with a long ``UsageError``; offline, the run
+    is written into the run folder (``wandb sync`` uploads it later). A ``WANDB_MODE`` the user set
+    (``offline``, ``disabled`` or ``online``, which then fails with wandb's own message) is kept. The
+    variable, not the loggers' ``offline``, is set: Lightning refuses ``offline`` with ``log_model``,
+    and DDP's processes inherit it.
+
+    Args:
+        config: the subcommand's parsed config.
+    """
+    online = [
+        logger
+        for logger in _instances(config.trainer.get("logger"), WandbLogger)
+        if not logger.init_args.get("offline")
+    ]
+    if not online or os.environ.get("WANDB_MODE") or _wandb_api_key_known():
+        return False
+    os.environ["WANDB_MODE"] = "offline"
+    return True

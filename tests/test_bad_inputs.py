@@ -370,8 +370,9 @@ def test_a_gpu_accelerator_without_a_gpu_gives_one_line(capsys, in_tmp_dir):
 
 def test_wandb_without_login_or_network_names_both_fixes(tmp_path):
     env = {key: value for key, value in os.environ.items() if not key.startswith("WANDB_")}
-    # No API key (a HOME without .netrc) and a server that refuses connections: wandb cannot start a run.
+    # An API key (without one the CLI logs offline) and a server that refuses connections: wandb cannot start a run.
     env.update(HOME=str(tmp_path), WANDB_CONFIG_DIR=str(tmp_path / "wandb_config"), WANDB_BASE_URL="http://127.0.0.1:9")
+    env.update(WANDB_API_KEY="0" * 40, WANDB_INIT_TIMEOUT="15")
     args = [
         sys.executable,
         "-m",

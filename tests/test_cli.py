@@ -1,9 +1,11 @@
 """The `snn-lightning` command: help, every config parses and instantiates, links, clean errors."""
 
+import ast
 import logging
 import os
 import subprocess
 import sys
+from importlib.metadata import version
 
 import pytest
 import yaml
@@ -30,6 +32,33 @@ def test_help_lists_the_subcommands(capsys):
     assert code == 0
     for subcommand in ("fit", "validate", "test", "predict"):
         assert subcommand in out
+
+
+def test_help_lists_export_too(capsys):
+    code, out, _ = run_main(["--help"], capsys)
+    assert code == 0
+    text = " ".join(out.split())  # help is wrapped to the terminal width
+    assert "export Write a trained checkpoint as a NIR graph" in text
+
+
+def test_version_prints_the_installed_version(capsys):
+    code, out, _ = run_main(["--version"], capsys)
+    assert code == 0
+    assert out.strip() == f"snn-lightning {version('snn-lightning')}"
+
+
+def test_nothing_outside_the_cli_imports_it():
+    package = REPO / "snn_lightning"
+    importers = []
+    for path in package.rglob("*.py"):
+        if package / "cli" in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(name == "snn_lightning.cli" or name.startswith("snn_lightning.cli.") for name in names):
+                importers.append(path.relative_to(REPO))
+    assert importers == []
 
 
 def test_model_help_shows_argument_docs(capsys):

@@ -21,9 +21,17 @@ from numpy.lib.recfunctions import structured_to_unstructured
 
 from snn_lightning.callbacks import PerStepAccuracy
 from snn_lightning.cli import SNNLightningCLI
-from snn_lightning.data import EventDataModule, EventsToFrames, SaccadeDigits, split_recordings
-from snn_lightning.data import events as events_module
-from snn_lightning.data.events import CorruptRecordingError, frame_cache_name
+from snn_lightning.data import (
+    EventDataModule,
+    EventsToFrames,
+    FrameAugment,
+    SaccadeDigits,
+    event_datasets,
+    frame_cache,
+    split_recordings,
+)
+from snn_lightning.data.event_datasets import CorruptRecordingError
+from snn_lightning.data.frame_cache import frame_cache_name
 from snn_lightning.errors import ConfigurationError, DatasetNotFoundError
 from snn_lightning.modules import SNNClassifier
 from snn_lightning.neurons import LIF
@@ -84,7 +92,8 @@ def write_dvsgesture(root: Path, folder: str, labels: list[int], seed: int = 0) 
 
 
 def nmnist_module(root: Path, **kwargs) -> EventDataModule:
-    settings = {"dataset": "nmnist", "root": str(root), "time_steps": 5, "augment": False, "val_fraction": 0.0}
+    settings = {"dataset": "nmnist", "root": str(root), "time_steps": 5, "augment": None, "val_fraction": 0.0}
+    settings["num_workers"] = 0  # frames in this process, where the tests' monkeypatches act
     return EventDataModule(**(settings | kwargs))
 
 
@@ -115,7 +124,7 @@ def test_nmnist_frames_equal_tonic_to_frame(nmnist_root, binning):
 
 def test_dvsgesture_frames_equal_tonic_after_resize(tmp_path):
     written = write_dvsgesture(tmp_path, "ibmGestureTest", [3, 7, 10])
-    data = EventDataModule("dvsgesture", str(tmp_path), time_steps=4, frame_size=32, val_fraction=0.0, augment=False)
+    data = EventDataModule("dvsgesture", str(tmp_path), time_steps=4, frame_size=32, val_fraction=0.0, augment=None)
     data.setup("test")
     assert data.num_classes == 11 and data.in_channels == 2
     reference = tonic.transforms.Compose(
@@ -202,7 +211,7 @@ def write_cifar10dvs(root: Path, per_class: int, monkeypatch) -> None:
 
 def test_cifar10dvs_split_defaults_to_first_90_and_is_logged(tmp_path, monkeypatch, caplog):
     write_cifar10dvs(tmp_path, per_class=10, monkeypatch=monkeypatch)
-    data = EventDataModule("cifar10dvs", str(tmp_path), time_steps=2, frame_size=16, val_fraction=0.0, augment=False)
+    data = EventDataModule("cifar10dvs", str(tmp_path), time_steps=2, frame_size=16, val_fraction=0.0, augment=None)
     assert data.split_rule == "first_90"
     with caplog.at_level(logging.INFO):
         data.setup("fit")
@@ -267,7 +276,7 @@ def test_recording_replaced_by_same_size_and_time_gets_new_frames(nmnist_root):
     assert (first.stat().st_size, first.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
     data = nmnist_module(root)
     data.setup("test")
-    assert Path(data.test_set.frames.cache_path) != old_folder
+    assert Path(data.test_set.source.cache_path) != old_folder
     reference = tonic.transforms.ToFrame(sensor_size=(34, 34, 2), n_event_bins=5)
     np.testing.assert_array_equal(clips(data.test_set)[0], reference(replacement))
 
@@ -285,7 +294,7 @@ def test_dataset_copied_without_its_times_keeps_its_cache(nmnist_root, tmp_path_
     caplog.clear()
     with caplog.at_level(logging.INFO):
         data.setup("test")
-    assert Path(data.test_set.frames.cache_path) == folder
+    assert Path(data.test_set.source.cache_path) == folder
     assert list((root / "frames_cache").iterdir()) == [folder]
     assert "caching the frames" not in caplog.text
 
@@ -302,28 +311,28 @@ def test_recordings_identity_is_deterministic_and_hashes_both_ends_of_each_file(
     large = tmp_path / "large.bin"
     data = bytearray(os.urandom(3 * 64 * 1024))
     large.write_bytes(data)
-    fingerprint = events_module._file_fingerprint(str(large))
+    fingerprint = event_datasets._file_fingerprint(str(large))
     for position, counts in ((0, True), (len(data) // 2, False), (len(data) - 1, True)):
         changed = data.copy()
         changed[position] ^= 0xFF
         large.write_bytes(changed)
-        assert (events_module._file_fingerprint(str(large)) != fingerprint) == counts, position
+        assert (event_datasets._file_fingerprint(str(large)) != fingerprint) == counts, position
 
 
 def test_interrupted_cache_write_leaves_no_sample_and_resumes(nmnist_root, monkeypatch):
     root, written = nmnist_root
-    real_save = events_module.save_to_disk_cache
+    real_save = frame_cache.save_to_disk_cache
 
     def save_then_die(data, targets, file_path, compress=True):
         Path(file_path).write_bytes(b"\x89HDF half a file")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(events_module, "save_to_disk_cache", save_then_die)
+    monkeypatch.setattr(frame_cache, "save_to_disk_cache", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         nmnist_module(root).setup("test")
     (folder,) = (root / "frames_cache").iterdir()
     assert list(folder.iterdir()) == [], "nothing half-written may remain under any name"
-    monkeypatch.setattr(events_module, "save_to_disk_cache", real_save)
+    monkeypatch.setattr(frame_cache, "save_to_disk_cache", real_save)
     data = nmnist_module(root)
     data.setup("test")
     reference = tonic.transforms.ToFrame(sensor_size=(34, 34, 2), n_event_bins=5)
@@ -336,7 +345,7 @@ def test_a_read_only_cache_missing_frames_names_the_folder(nmnist_root, monkeypa
     def refuse(data, targets, file_path, compress=True):
         raise PermissionError(13, "Permission denied", str(file_path))
 
-    monkeypatch.setattr(events_module, "save_to_disk_cache", refuse)  # root ignores chmod, so refuse the write
+    monkeypatch.setattr(frame_cache, "save_to_disk_cache", refuse)  # root ignores chmod, so refuse the write
     with pytest.raises(
         ConfigurationError,
         match=r"frame cache .*frames_cache.* is not writable \(Permission denied\) and lacks sample 0; set data.init_args.cache_dir",
@@ -370,7 +379,7 @@ def test_cache_built_by_two_workers_matches(nmnist_root, tmp_path):
 
 def test_augmentation_differs_between_epochs_in_train_and_is_absent_in_validation(nmnist_root):
     root, _ = nmnist_root
-    data = nmnist_module(root, augment=True, val_fraction=0.3, binning="n_time_bins")
+    data = nmnist_module(root, augment=FrameAugment(), val_fraction=0.3, binning="n_time_bins")
     data.setup("fit")
     torch.manual_seed(0)
     first, second = clips(data.train_set), clips(data.train_set)
@@ -467,7 +476,7 @@ def test_bad_settings_are_clear_errors():
     with pytest.raises(ConfigurationError, match=r"time_steps is 0 \(linked from model.time_steps\)"):
         EventDataModule(time_steps=0)
     with pytest.raises(ConfigurationError, match="drop_event is 1.0"):
-        EventDataModule(drop_event=1.0)
+        EventDataModule(augment=FrameAugment(drop_event=1.0))
 
 
 # ---------------------------------------------------------------- evaluating at fewer steps
@@ -480,7 +489,7 @@ def digits_root(tmp_path_factory) -> Path:
 
 
 def digits_test_split(root: Path, **kwargs) -> EventDataModule:
-    data = EventDataModule(root=str(root), val_fraction=0.0, augment=False, **kwargs)
+    data = EventDataModule(root=str(root), val_fraction=0.0, augment=None, **kwargs)
     data.setup("test")
     return data
 
@@ -489,7 +498,7 @@ def test_truncate_feeds_the_first_frames_of_the_trained_binning(digits_root):
     trained = digits_test_split(digits_root, time_steps=4)
     fewer = digits_test_split(digits_root, time_steps=2, binning_steps=4)
     assert fewer.fewer_steps == "truncate"
-    assert Path(fewer.test_set.frames.cache_path).name.startswith("digits_saccades-test-n_event_bins4-")
+    assert Path(fewer.test_set.source.cache_path).name.startswith("digits_saccades-test-n_event_bins4-")
     for index in (0, 1, 200):
         (clip, label), (full, full_label) = fewer.test_set[index], trained.test_set[index]
         assert clip.shape == (2, 2, 22, 22) and label == full_label
@@ -499,7 +508,7 @@ def test_truncate_feeds_the_first_frames_of_the_trained_binning(digits_root):
 def test_rebin_bins_the_whole_recording_into_fewer_frames(digits_root):
     trained = digits_test_split(digits_root, time_steps=4)
     rebinned = digits_test_split(digits_root, time_steps=2, fewer_steps="rebin", binning_steps=4)
-    assert Path(rebinned.test_set.frames.cache_path).name.startswith("digits_saccades-test-n_event_bins2-")
+    assert Path(rebinned.test_set.source.cache_path).name.startswith("digits_saccades-test-n_event_bins2-")
     to_frame = tonic.transforms.ToFrame(sensor_size=SaccadeDigits.sensor_size, n_event_bins=2)
     recordings = SaccadeDigits(train=False)
     for index in (0, 1, 200):
@@ -562,7 +571,7 @@ def test_checkpoint_tested_with_rebin_sees_each_recording_binned_into_fewer_fram
     assert "evaluating each recording re-binned into 2 frames, trained on 4 (rebin)" in caplog.text
     truncated = nmnist_module(root, time_steps=2, frame_size=11, binning_steps=4)
     truncated.setup("test")
-    assert Path(data.test_set.frames.cache_path).name.startswith("nmnist-test-n_event_bins2-")
+    assert Path(data.test_set.source.cache_path).name.startswith("nmnist-test-n_event_bins2-")
     assert not all(np.array_equal(a, b) for a, b in zip(clips(data.test_set), clips(truncated.test_set)))
 
 
@@ -599,7 +608,7 @@ def test_saccade_digits_are_deterministic_events_of_both_polarities():
 
 
 def test_saccade_digits_module_needs_no_files(tmp_path):
-    data = EventDataModule(root=str(tmp_path), time_steps=3, binning="n_time_bins", val_fraction=0.0, augment=False)
+    data = EventDataModule(root=str(tmp_path), time_steps=3, binning="n_time_bins", val_fraction=0.0, augment=None)
     data.setup("test")
     frames, labels = next(iter(data.test_dataloader()))
     assert frames.shape == (3, 32, 2, 22, 22) and data.all_zero_clips == {"test": 0}
@@ -615,3 +624,66 @@ def test_quickstart_dvs_reaches_90_percent_test_accuracy(in_tmp_dir):
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     (metrics,) = cli.trainer.test(ckpt_path="best", datamodule=cli.datamodule)
     assert metrics["test/acc"] >= 0.90
+
+
+# ---------------------------------------------------------------- augmentation settings, input shape
+
+
+def test_augment_is_built_from_yaml_and_stored_as_plain_values(in_tmp_dir):
+    config = REPO / "configs" / "quickstart_dvs.yaml"
+    modes = {"model_class": L.LightningModule, "datamodule_class": L.LightningDataModule}
+    modes |= {"subclass_mode_model": True, "subclass_mode_data": True}
+    cli = SNNLightningCLI(args=["--config", str(config)], run=False, **modes)
+    assert cli.datamodule.augment == FrameAugment(flip=False, translate=1, rotate=10.0, shear=10.0)
+    assert cli.datamodule.hparams["augment"]["translate"] == 1
+    off = SNNLightningCLI(args=["--config", str(config), "--data.init_args.augment", "null"], run=False, **modes)
+    assert off.datamodule.augment is None
+    # Built in Python, the dataclass is kept as a dict: checkpoints hold plain values only.
+    assert EventDataModule(augment=FrameAugment(shear=5.0)).hparams["augment"] == {
+        "flip": True,
+        "translate": 5,
+        "rotate": 30.0,
+        "shear": 5.0,
+        "drop_event": 0.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"translate": -1}, "data.augment.translate is -1"),
+        ({"rotate": -2.0}, "data.augment.rotate is -2.0"),
+        ({"shear": -3.0}, "data.augment.shear is -3.0"),
+        ({"drop_event": -0.1}, "data.augment.drop_event is -0.1"),
+    ],
+)
+def test_bad_augment_settings_name_the_key(settings, named):
+    with pytest.raises(ConfigurationError, match=named):
+        FrameAugment(**settings)
+
+
+def test_augment_without_operations_only_flips():
+    clip = torch.arange(2 * 2 * 3 * 4, dtype=torch.float32).view(2, 2, 3, 4)
+    augment = FrameAugment(flip=True, translate=0, rotate=0.0, shear=0.0)
+    torch.manual_seed(0)
+    views = [augment(clip) for _ in range(20)]
+    assert all(torch.equal(view, clip) or torch.equal(view, clip.flip(-1)) for view in views)
+    assert any(torch.equal(view, clip.flip(-1)) for view in views)
+    assert torch.equal(FrameAugment(flip=False, translate=0, rotate=0.0, shear=0.0)(clip), clip)
+
+
+@pytest.mark.parametrize(
+    ("settings", "shape"),
+    [
+        ({"dataset": "digits_saccades"}, (2, 22, 22)),
+        ({"dataset": "digits_saccades", "frame_size": 11}, (2, 11, 11)),
+        ({"dataset": "nmnist"}, (2, 34, 34)),
+        ({"dataset": "dvsgesture", "frame_size": 32}, (2, 32, 32)),
+        ({"dataset": "cifar10dvs", "frame_size": 64}, (2, 64, 64)),
+        ({"dataset": "ncaltech101"}, (2, 180, 240)),
+    ],
+)
+def test_input_shape_is_the_frame_shape_without_reading_data(tmp_path, settings, shape):
+    data = EventDataModule(root=str(tmp_path / "absent"), **settings)
+    assert data.input_shape == shape
+    assert not (tmp_path / "absent").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import pickle
 import re
 import urllib.error
@@ -15,11 +16,13 @@ import pytest
 import torch
 from PIL import Image
 
-from snn_lightning.data import Cutout, StaticImageDataModule, cutout, load_digits, static
+from snn_lightning.data import Cutout, StaticImageDataModule, cifar, cutout, load_digits, mnist
 from snn_lightning.data.digits import DIGITS_FILE, DIGITS_MEAN, DIGITS_SHA256, DIGITS_STD
 from snn_lightning.data.idx import read_idx
+from snn_lightning.data.split_module import default_num_workers
 from snn_lightning.data.splits import stratified_split
-from snn_lightning.data.transforms import NORMALIZATION, image_transform
+from snn_lightning.data.static_datasets import STATIC_DATASETS
+from snn_lightning.data.transforms import image_transform
 from snn_lightning.errors import ConfigurationError, DatasetNotFoundError
 
 
@@ -231,7 +234,7 @@ def test_cifar_loads_the_official_format(tmp_path: Path, dataset: str, per_file:
     images, labels = next(iter(data.train_dataloader()))
     assert images.shape == (8, 3, 32, 32) and images.dtype == torch.float32 and labels.dtype == torch.int64
     # Test images are deterministic: each channel holds its written value, normalised.
-    mean, std = (torch.tensor(v).view(3, 1, 1) for v in NORMALIZATION[dataset])
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in STATIC_DATASETS[dataset].normalization)
     images, labels = next(iter(data.test_dataloader()))
     expected = torch.from_numpy(colours["test_batch" if dataset == "cifar10" else "test"][:8]).float() / 255
     expected = ((expected.view(8, 3, 1, 1) - mean) / std).expand(8, 3, 32, 32)
@@ -284,7 +287,7 @@ def test_cifar_reads_batches_pickled_by_python2_and_numpy1(tmp_path: Path) -> No
     payload = pickle.dumps({"data": Python2Array(images), "labels": [3, 7]}, protocol=2)
     payload = payload.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")  # numpy 1's module name
     (tmp_path / "data_batch_1").write_bytes(payload)
-    read_images, labels = static.read_cifar(tmp_path, ["data_batch_1"])
+    read_images, labels = cifar.read_cifar(tmp_path, ["data_batch_1"])
     assert np.array_equal(read_images, images.reshape(2, 3, 32, 32)) and labels.tolist() == [3, 7]
 
 
@@ -293,7 +296,7 @@ def test_cifar_batch_naming_another_object_is_refused_without_running_it(tmp_pat
     batch = {"data": np.zeros((1, 3072), np.uint8), "labels": [0], "note": TouchesMarker(marker)}
     (tmp_path / "data_batch_1").write_bytes(pickle.dumps(batch, protocol=4))
     with pytest.raises(DatasetNotFoundError) as error:
-        static.read_cifar(tmp_path, ["data_batch_1"])
+        cifar.read_cifar(tmp_path, ["data_batch_1"])
     assert not marker.exists()
     assert str(error.value) == (
         f"{tmp_path / 'data_batch_1'} is not a CIFAR batch (it names the Python object pathlib.Path.touch, which a "
@@ -364,7 +367,7 @@ def test_failed_download_leaves_nothing_behind(tmp_path: Path, monkeypatch: pyte
         (Path(download_root) / "cifar-10-python.tar.gz").write_bytes(b"partial")
         raise urllib.error.URLError("network is unreachable")
 
-    monkeypatch.setattr(static, "download_and_extract_archive", unreachable)
+    monkeypatch.setattr(cifar, "download_and_extract_archive", unreachable)
     root = tmp_path / "data"
     data = StaticImageDataModule(dataset="cifar10", root=str(root), download=True)
     with pytest.raises(DatasetNotFoundError, match="could not download CIFAR-10") as error:
@@ -377,7 +380,7 @@ def test_download_moves_the_finished_folder_into_root(tmp_path: Path, monkeypatc
     def fake_download(url: str, download_root: str, **_: object) -> None:
         write_cifar(Path(download_root), "cifar100", 100)
 
-    monkeypatch.setattr(static, "download_and_extract_archive", fake_download)
+    monkeypatch.setattr(cifar, "download_and_extract_archive", fake_download)
     data = StaticImageDataModule(dataset="cifar100", root=str(tmp_path), download=True)
     data.prepare_data()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar-100-python"]
@@ -541,7 +544,7 @@ def test_idx_datasets_load_from_both_layouts(tmp_path: Path, dataset: str, layou
     image, label = data.test_set[4]
     assert image.shape == (1, 28, 28) and image.dtype == torch.float32 and label == 4
     assert image[0, 3, 5].item() == pytest.approx(PIXEL_200[dataset], abs=1e-5)
-    mean, std = (value[0] for value in NORMALIZATION[dataset])
+    mean, std = (value[0] for value in STATIC_DATASETS[dataset].normalization)
     expected = (torch.from_numpy(arrays["t10k-images-idx3-ubyte"][4]).float() / 255 - mean) / std
     assert torch.allclose(image[0], expected, atol=1e-5)
     # The source keeps the uint8 images only; each sample is scaled and normalised when read.
@@ -637,7 +640,7 @@ def fake_download_url(calls: list[str]):
 
 def test_download_false_never_touches_the_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(static, "download_url", fake_download_url(calls))
+    monkeypatch.setattr(mnist, "download_url", fake_download_url(calls))
     data = StaticImageDataModule(dataset="fashion_mnist", root=str(tmp_path / "data"))
     data.prepare_data()
     with pytest.raises(DatasetNotFoundError):
@@ -649,13 +652,13 @@ def test_download_writes_torchvision_layout_only_when_files_are_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(static, "download_url", fake_download_url(calls))
+    monkeypatch.setattr(mnist, "download_url", fake_download_url(calls))
     data = StaticImageDataModule(dataset="fashion_mnist", root=str(tmp_path), download=True, val_fraction=0.5)
     data.prepare_data()
     raw = tmp_path / "FashionMNIST" / "raw"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["FashionMNIST"]
     assert sorted(p.name for p in raw.iterdir()) == sorted(f"{name}.gz" for name in IDX_NAMES)
-    assert len(calls) == 4 and all(url.startswith(static.FashionMNIST.mirrors[0]) for url in calls)
+    assert len(calls) == 4 and all(url.startswith(mnist.FashionMNIST.mirrors[0]) for url in calls)
     data.setup("fit")
     assert len(data.train_set) + len(data.val_set) == 20
     data.prepare_data()
@@ -671,14 +674,14 @@ def test_failed_idx_download_names_the_url_and_leaves_nothing(tmp_path: Path, mo
         (Path(root) / filename).write_bytes(b"partial")
         raise urllib.error.URLError("network is unreachable")
 
-    monkeypatch.setattr(static, "download_url", unreachable)
+    monkeypatch.setattr(mnist, "download_url", unreachable)
     root = tmp_path / "data"
     data = StaticImageDataModule(dataset="mnist", root=str(root), download=True)
     with pytest.raises(DatasetNotFoundError) as error:
         data.prepare_data()
     message = str(error.value)
     assert message.startswith("could not download MNIST from ")
-    assert f"{static.MNIST.mirrors[0]}train-images-idx3-ubyte.gz" in message and "network is unreachable" in message
+    assert f"{mnist.MNIST.mirrors[0]}train-images-idx3-ubyte.gz" in message and "network is unreachable" in message
     assert f"in {root / 'MNIST' / 'raw'}" in message
     assert list(root.iterdir()) == []
 
@@ -696,3 +699,44 @@ def test_grey_train_augmentation_is_random_and_evaluation_is_not(dataset: str, f
     plain = evaluation(image)
     assert torch.equal(plain, evaluation(image)) and plain.shape == (1, 28, 28)
     assert any(not torch.equal(view, plain) for view in augmented)
+
+
+@pytest.mark.parametrize(
+    ("settings", "shape"),
+    [
+        ({"dataset": "digits"}, (1, 8, 8)),
+        ({"dataset": "mnist"}, (1, 28, 28)),
+        ({"dataset": "fashion_mnist"}, (1, 28, 28)),
+        ({"dataset": "cifar10"}, (3, 32, 32)),
+        ({"dataset": "cifar100"}, (3, 32, 32)),
+        ({"dataset": "imagenet", "image_size": 160}, (3, 160, 160)),
+    ],
+)
+def test_input_shape_needs_no_data(tmp_path: Path, settings: dict, shape: tuple[int, int, int]) -> None:
+    data = StaticImageDataModule(root=str(tmp_path / "absent"), **settings)
+    assert data.input_shape == shape
+    assert not (tmp_path / "absent").exists()
+
+
+def test_digits_input_shape_is_that_of_its_images() -> None:
+    data = StaticImageDataModule(val_fraction=0, num_workers=0)
+    data.setup("test")
+    assert tuple(data.test_set[0][0].shape) == data.input_shape
+
+
+@pytest.mark.parametrize(("cpus", "processes", "workers"), [(1, 1, 1), (2, 1, 1), (4, 1, 3), (32, 1, 8), (16, 2, 7)])
+def test_default_num_workers_follow_the_cpus_this_process_may_use(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, processes: int, workers: int
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    assert default_num_workers(processes) == workers
+    data = StaticImageDataModule(dataset="mnist")
+    assert data.num_workers is None and data.workers == default_num_workers()
+    assert StaticImageDataModule(dataset="mnist", num_workers=0).workers == 0
+
+
+def test_the_embedded_digits_load_in_the_main_process_by_default() -> None:
+    data = StaticImageDataModule()
+    data.setup("fit")
+    assert data.num_workers is None and data.workers == 0 and data.train_dataloader().num_workers == 0
+    assert StaticImageDataModule(num_workers=1).workers == 1

@@ -11,10 +11,10 @@ from conftest import REPO
 from torch import nn
 
 from snn_lightning.cli import main
+from snn_lightning.cli.export import input_shape_of
 from snn_lightning.data import EventDataModule, StaticImageDataModule
 from snn_lightning.errors import ConfigurationError
 from snn_lightning.export import lif_node, to_nir
-from snn_lightning.export.command import input_shape_of
 from snn_lightning.models import STAA, SpikingResNet, spiking_resnet_mini
 from snn_lightning.modules import SNNClassifier
 from snn_lightning.neurons import IF, LIF, PLIF, AdaptiveLIF

@@ -1,6 +1,7 @@
 """Experiment tracking: an offline wandb run gets the resolved config, the metrics, the firing-rate table and the plots."""
 
 import json
+import os
 import struct
 
 import lightning as L
@@ -9,7 +10,7 @@ import yaml
 from conftest import REPO
 
 from snn_lightning.callbacks import LoggerSaveConfigCallback
-from snn_lightning.cli import SNNLightningCLI
+from snn_lightning.cli import SNNLightningCLI, main
 
 wandb = pytest.importorskip("wandb")
 from wandb.proto import wandb_internal_pb2  # noqa: E402
@@ -99,3 +100,66 @@ def test_offline_run_records_config_metrics_table_and_plots(offline_wandb, in_tm
     assert expected <= history
     media = run_file.parent / "files" / "media"
     assert any((media / "images").rglob("*.png")) and any((media / "table").rglob("*.table.json"))
+
+
+@pytest.fixture
+def no_wandb_key(tmp_path, monkeypatch):
+    """No wandb API key anywhere (variable, netrc) and no WANDB_MODE; wandb's folders in ``tmp_path``."""
+    for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL"):
+        monkeypatch.setenv(name, "set")  # recorded, so the test's own WANDB_MODE=offline is undone too
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    for name in ("WANDB_DIR", "WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / "wandb_home"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    return tmp_path
+
+
+def wandb_quickstart(folder):
+    """Write the quickstart config with an online WandbLogger into ``folder``; return its path."""
+    config = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
+    config["trainer"]["logger"] = {
+        "class_path": "lightning.pytorch.loggers.WandbLogger",
+        "init_args": {"project": "snn-lightning-tests", "log_model": True},
+    }
+    path = folder / "wandb.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_without_an_api_key_wandb_logs_offline_and_says_so(no_wandb_key, in_tmp_dir, capsys):
+    SNNLightningCLI(args=["--config", wandb_quickstart(in_tmp_dir)], run=False)
+    assert os.environ["WANDB_MODE"] == "offline"
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "wandb" in line]
+    assert "no API key" in line and "logging offline" in line and "wandb sync" in line
+
+
+@pytest.mark.parametrize("where", ["variable", "netrc", "mode"])
+def test_a_known_key_or_a_chosen_mode_is_left_alone(where, no_wandb_key, in_tmp_dir, monkeypatch, capsys):
+    if where == "variable":
+        monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    elif where == "netrc":
+        netrc = no_wandb_key / "netrc"
+        netrc.write_text(f"machine api.wandb.ai\n  login user\n  password {'0' * 40}\n")
+        netrc.chmod(0o600)
+        monkeypatch.setenv("NETRC", str(netrc))
+    else:
+        monkeypatch.setenv("WANDB_MODE", "disabled")
+    SNNLightningCLI(args=["--config", wandb_quickstart(in_tmp_dir)], run=False)
+    assert os.environ.get("WANDB_MODE") == ("disabled" if where == "mode" else None)
+    assert "logging offline" not in capsys.readouterr().err
+
+
+def test_missing_data_is_reported_before_wandb_starts(no_wandb_key, in_tmp_dir, capsys):
+    missing = in_tmp_dir / "no-cifar"
+    args = ["fit", "--config", str(REPO / "configs" / "resnet19_cifar100.yaml"), "--data.root", str(missing)]
+    args += ["--data.num_workers", "0", "--trainer.accelerator", "cpu", "--trainer.precision", "32"]
+    args += ["--model.width_multiplier", "0.0625", "--trainer.default_root_dir", str(in_tmp_dir / "logs")]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert "CIFAR-100 not found" in line and "Traceback" not in err and "UsageError" not in err
+    assert "logging offline" in err
+    assert not list(in_tmp_dir.rglob("*run-*")), "a run that fails before training leaves no wandb run behind"

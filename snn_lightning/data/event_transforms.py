@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
 import tonic.transforms
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.transforms import v2
 
-__all__ = ["Binning", "EventsToFrames", "FrameAugment", "time_major_collate"]
+from ..errors import ConfigurationError
+
+__all__ = ["NDA_AUGMENT", "Binning", "EventsToFrames", "FirstFrames", "FrameAugment", "time_major_collate"]
 
 # tonic's ToFrame argument that fixes the number of frames.
 Binning = Literal["n_event_bins", "n_time_bins"]
@@ -64,45 +67,85 @@ class EventsToFrames:
         return to_frame(events)
 
 
-class FrameAugment(nn.Module):
-    """Training augmentation of a clip ``[T, P, H, W]``, one draw per clip, applied to every frame alike.
+@dataclass(frozen=True)
+class FrameAugment:
+    """Training augmentation of event clips ``[T, P, H, W]``, one draw per clip, applied to every frame alike.
 
     A horizontal flip with probability 0.5, then one operation drawn uniformly from those enabled:
     translate (roll by up to ``translate`` pixels in x and y), rotate (up to ±``rotate`` degrees)
     and shear along x (up to ±``shear`` degrees) — the NDA recipe (Li et al., 2022) that the
     STAA/FSTA CIFAR10-DVS training uses. Draws come from torch's generator, which the dataloader
-    seeds per worker and epoch.
+    seeds per worker and epoch. ``drop_event`` acts before framing: the data module then frames
+    the training recordings anew each epoch instead of reading the cache. The defaults are NDA's.
+
+    Args:
+        flip: flip horizontally with probability 0.5 (false for data that is not mirror symmetric, such as digits).
+        translate: largest roll in pixels along x and y (wrapping around, as in NDA); 0 leaves it out.
+        rotate: largest rotation in degrees; 0 leaves it out.
+        shear: largest x-shear in degrees; 0 leaves it out.
+        drop_event: fraction of events tonic's DropEvent removes from each training recording before framing; 0 turns it off.
     """
 
-    def __init__(self, flip: bool = True, translate: int = 5, rotate: float = 30.0, shear: float = 30.0) -> None:
-        """
-        Args:
-            flip: flip horizontally with probability 0.5.
-            translate: largest roll in pixels along x and y (wrapping around, as in NDA); 0 leaves it out.
-            rotate: largest rotation in degrees; 0 leaves it out.
-            shear: largest x-shear in degrees; 0 leaves it out.
-        """
-        super().__init__()
-        self.flip = flip
-        self.translate = translate
-        self.operations = nn.ModuleList()
-        if rotate > 0:
-            self.operations.append(v2.RandomRotation(rotate))
-        if shear > 0:
-            self.operations.append(v2.RandomAffine(degrees=0, shear=(-shear, shear)))
-        self.choices = len(self.operations) + (translate > 0)
+    flip: bool = True
+    translate: int = 5
+    rotate: float = 30.0
+    shear: float = 30.0
+    drop_event: float = 0.0
 
-    def forward(self, clip: Tensor) -> Tensor:
+    def __post_init__(self) -> None:
+        if self.translate < 0:
+            raise ConfigurationError(
+                f"data.augment.translate is {self.translate}; set it to an integer >= 0 (0 leaves it out)"
+            )
+        for name in ("rotate", "shear"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"data.augment.{name} is {getattr(self, name)}; set it >= 0 (0 leaves it out)")
+        if not 0 <= self.drop_event < 1:
+            raise ConfigurationError(f"data.augment.drop_event is {self.drop_event}; set it in [0, 1) (0 turns it off)")
+
+    @cached_property
+    def _operations(self) -> list[v2.Transform]:
+        """Return the enabled random rotation and shear, built once per instance."""
+        operations: list[v2.Transform] = []
+        if self.rotate > 0:
+            operations.append(v2.RandomRotation(self.rotate))
+        if self.shear > 0:
+            operations.append(v2.RandomAffine(degrees=0, shear=(-self.shear, self.shear)))
+        return operations
+
+    def __call__(self, clip: Tensor) -> Tensor:
         """Return the augmented clip ``[T, P, H, W]``."""
         if self.flip and torch.rand(()) < 0.5:
             clip = clip.flip(-1)
-        if self.choices == 0:
+        choices = len(self._operations) + (self.translate > 0)
+        if choices == 0:
             return clip
-        choice = int(torch.randint(self.choices, ()))
-        if choice < len(self.operations):
-            return self.operations[choice](clip)
+        choice = int(torch.randint(choices, ()))
+        if choice < len(self._operations):
+            return self._operations[choice](clip)
         shift_y, shift_x = torch.randint(-self.translate, self.translate + 1, (2,)).tolist()
         return clip.roll((shift_y, shift_x), dims=(-2, -1))
+
+
+# NDA's augmentation, the default of the event data module.
+NDA_AUGMENT = FrameAugment()
+
+
+@dataclass(frozen=True)
+class FirstFrames:
+    """Cached frames ``[T', P, H, W]`` → the float32 clip of their first ``time_steps``, augmented when ``augment`` is set.
+
+    Args:
+        time_steps: frames kept from the start of each recording's frames.
+        augment: the random training augmentation; None for evaluation clips.
+    """
+
+    time_steps: int
+    augment: FrameAugment | None = None
+
+    def __call__(self, frames: np.ndarray) -> Tensor:
+        clip = torch.from_numpy(np.asarray(frames[: self.time_steps], dtype=np.float32))
+        return clip if self.augment is None else self.augment(clip)
 
 
 def time_major_collate(batch: list[tuple[Tensor, int]]) -> tuple[Tensor, Tensor]:

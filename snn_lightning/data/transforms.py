@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor, nn
 from torchvision.transforms import v2
 
-from .digits import DIGITS_MEAN, DIGITS_STD
+from .static_datasets import STATIC_DATASETS, StaticDataset
 
-__all__ = ["NORMALIZATION", "Cutout", "cutout", "image_transform"]
-
-StaticDataset = Literal["digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagenet"]
-
-# Per-channel (mean, std) of each training set. CIFAR stds are the true per-pixel stds
-# (not the (0.2023, 0.1994, 0.2010) some repositories copy); ImageNet's are torchvision's;
-# MNIST's and Fashion-MNIST's are the pixel statistics of their 60,000 training images.
-NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "digits": (DIGITS_MEAN, DIGITS_STD),
-    "mnist": ((0.1307,), (0.3081,)),
-    "fashion_mnist": ((0.2860,), (0.3530,)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
+__all__ = ["Cutout", "cutout", "image_transform"]
 
 
 def cutout(image: Tensor, size: int, centre: tuple[int, int]) -> Tensor:
@@ -77,16 +61,17 @@ def _augmentation(dataset: StaticDataset, image_size: int) -> list[nn.Module]:
     code's ``get_transforms``) trains Fashion-MNIST without augmentation, so ``augment: false``
     reproduces that setting, and MNIST with a random affine (30 degrees, 15 % shift, scale 0.85-1.11).
     """
+    side = STATIC_DATASETS[dataset].side
     if dataset == "digits":
         # Shift by at most one pixel; digits are not mirror symmetric, so no flip.
-        return [v2.RandomCrop(8, padding=1)]
+        return [v2.RandomCrop(side, padding=1)]
     if dataset == "mnist":
-        return [v2.RandomCrop(28, padding=2)]
+        return [v2.RandomCrop(side, padding=2)]
     if dataset == "fashion_mnist":
-        return [v2.RandomCrop(28, padding=2), v2.RandomHorizontalFlip()]
+        return [v2.RandomCrop(side, padding=2), v2.RandomHorizontalFlip()]
     if dataset == "imagenet":
         return [v2.RandomResizedCrop(image_size), v2.RandomHorizontalFlip()]
-    return [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]
+    return [v2.RandomCrop(side, padding=4), v2.RandomHorizontalFlip()]
 
 
 def image_transform(
@@ -111,7 +96,7 @@ def image_transform(
     if train and auto_augment:
         policy = v2.AutoAugmentPolicy.IMAGENET if dataset == "imagenet" else v2.AutoAugmentPolicy.CIFAR10
         steps.append(v2.AutoAugment(policy))
-    mean, std = NORMALIZATION[dataset]
+    mean, std = STATIC_DATASETS[dataset].normalization
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std), v2.ToPureTensor()]
     if train and cutout_size > 0:
         steps.append(Cutout(cutout_size))

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from snn_lightning.checkpoints import load_file
 from snn_lightning.errors import CheckpointError
 from snn_lightning.models import ANN_ARCHITECTURES, ANNResNet
 
@@ -143,11 +144,12 @@ def load_teacher(
     if not file.is_file():
         raise TeacherCheckpointError(f"teacher checkpoint {file} does not exist; {_FIX}")
     try:
-        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling arbitrary bytes can raise almost any exception type
+        _, checkpoint = load_file(file, weights_only=True)
+    except CheckpointError as error:
+        cause = error.__cause__ or error
         raise TeacherCheckpointError(
             f"teacher checkpoint {file} is not a PyTorch checkpoint that loads with weights_only=True "
-            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); {_FIX}"
-        ) from error
+            f"({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}); {_FIX}"
+        ) from cause
     state = teacher_state_dict(checkpoint, str(file))
     return build_teacher(state, arch, num_classes, in_channels, stem, str(file), width_multiplier)

@@ -19,8 +19,10 @@ import lightning as L
 import nir
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser
 
-from snn_lightning.cli import _SPECIAL_CKPT_PATHS, SNNLightningCLI, _state_dict_mismatch, read_checkpoint
-from snn_lightning.data import EventDataModule, StaticImageDataModule
+from snn_lightning.checkpoints import read_checkpoint, state_dict_mismatch
+from snn_lightning.cli.checkpoint_settings import SPECIAL_CKPT_PATHS
+from snn_lightning.cli.lightning_cli import SNNLightningCLI
+from snn_lightning.data import SplitDataModule
 from snn_lightning.errors import CheckpointError, ConfigurationError, OutputDirError
 from snn_lightning.export.nir_export import to_nir
 from snn_lightning.models import SpikingResNet
@@ -28,21 +30,15 @@ from snn_lightning.models import SpikingResNet
 __all__ = ["ExportCLI", "export", "input_shape_of"]
 
 ExportFormat = Literal["nir"]
-# Side of the static images the data module yields; ImageNet's is its image_size setting.
-_STATIC_IMAGE_SIDES = {"digits": 8, "mnist": 28, "fashion_mnist": 28, "cifar10": 32, "cifar100": 32}
 
 
 def input_shape_of(datamodule: L.LightningDataModule) -> tuple[int, int, int]:
     """Return ``(channels, height, width)`` of one image or event frame of ``datamodule``, without reading data."""
-    if isinstance(datamodule, StaticImageDataModule):
-        side = _STATIC_IMAGE_SIDES.get(datamodule.dataset, datamodule.image_size)
-        return datamodule.in_channels, side, side
-    if isinstance(datamodule, EventDataModule):
-        width, height, polarities = datamodule.frames_transform().output_size
-        return polarities, height, width
+    if isinstance(datamodule, SplitDataModule):
+        return datamodule.input_shape
     raise ConfigurationError(
-        f"export cannot tell the input size of data module {type(datamodule).__name__}; it knows "
-        f"StaticImageDataModule and EventDataModule; choose one of them as data in the config"
+        f"export cannot tell the input size of data module {type(datamodule).__name__}; it reads the "
+        f"input_shape of snn_lightning's data modules; choose StaticImageDataModule or EventDataModule as data"
     )
 
 
@@ -85,8 +81,8 @@ class ExportCLI(SNNLightningCLI):
 
 def _load_weights(model: L.LightningModule, ckpt_path: str, weights_only: bool) -> None:
     """Load the weights of checkpoint ``ckpt_path`` into ``model``, or raise :class:`CheckpointError`."""
-    if ckpt_path in _SPECIAL_CKPT_PATHS or not Path(ckpt_path).expanduser().is_file():
-        where = "is resolved only by fit, validate and test" if ckpt_path in _SPECIAL_CKPT_PATHS else "does not exist"
+    if ckpt_path in SPECIAL_CKPT_PATHS or not Path(ckpt_path).expanduser().is_file():
+        where = "is resolved only by fit, validate and test" if ckpt_path in SPECIAL_CKPT_PATHS else "does not exist"
         raise CheckpointError(
             f"checkpoint {ckpt_path} {where}; give export the path of a .ckpt file, "
             f"e.g. --ckpt_path logs/quickstart/latest/checkpoints/best.ckpt"
@@ -96,7 +92,7 @@ def _load_weights(model: L.LightningModule, ckpt_path: str, weights_only: bool) 
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
         raise CheckpointError(
-            f"checkpoint {ckpt_path} does not fit the configured model: {_state_dict_mismatch(str(error))}; pass the "
+            f"checkpoint {ckpt_path} does not fit the configured model: {state_dict_mismatch(str(error))}; pass the "
             f"config it was trained with (config.yaml in its run folder)"
         ) from error
 

@@ -1,0 +1,43 @@
+"""The ``snn-lightning`` command: fit / validate / test / predict (LightningCLI) and export.
+
+    snn-lightning fit --config configs/quickstart.yaml
+    snn-lightning test --config configs/quickstart.yaml --ckpt_path last --model.time_steps 2
+    snn-lightning export --config configs/quickstart.yaml --ckpt_path logs/quickstart/latest/checkpoints/best.ckpt --format nir
+
+A mistake the user can fix (a config file that is missing, empty or not YAML, an unknown or mistyped
+setting, a trainer setting Lightning refuses, a GPU accelerator without a GPU, an empty or missing
+``--ckpt_path``, a checkpoint that does not fit the model, an unwritable log folder, a frame-cache
+folder that is a file, wandb without network, a loss that turns NaN) prints one ``error: …`` line
+naming the setting and the fix, and exits with status 2. Without a wandb API key, wandb logs offline.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from snn_lightning.cli.lightning_cli import SNNLightningCLI
+from snn_lightning.errors import user_error
+
+__all__ = ["main"]
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the CLI; a user-fixable error prints its message and exits with status 2, a SIGTERM exits with 143.
+
+    Args:
+        args: the command-line arguments; None reads ``sys.argv``.
+    """
+    argv = sys.argv[1:] if args is None else args
+    try:
+        if argv[:1] == ["export"]:
+            from snn_lightning.cli.export import export  # nir and h5py are loaded for export only
+
+            export(argv[1:])
+        else:
+            SNNLightningCLI(args=args)
+    except Exception as error:
+        found = user_error(error)
+        if found is None:
+            raise
+        print(f"error: {found}", file=sys.stderr)
+        sys.exit(2)

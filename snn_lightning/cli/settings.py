@@ -1,0 +1,128 @@
+"""The settings a user gave explicitly: read from the ``--config`` files and the command line before parsing.
+
+jsonargparse merges defaults, config files and the command line into one namespace and does not
+tell which values the user gave. The CLI needs that to keep given settings when it fills the run
+folder's outputs, to let command-line model settings win over a checkpoint's, and to refuse a
+value given for a linked setting: jsonargparse silently overwrites a link target inside a
+subclass's ``init_args`` (``data.time_steps``) with the link source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from snn_lightning.errors import ConfigurationError
+
+__all__ = ["GivenSettings"]
+
+
+def _config_files(argv: list[str]) -> list[str]:
+    """Return the values given to ``--config`` / ``-c`` in ``argv``."""
+    files = []
+    for index, token in enumerate(argv):
+        if token in ("--config", "-c") and index + 1 < len(argv):
+            files.append(argv[index + 1])
+        elif token.startswith("--config="):
+            files.append(token.partition("=")[2])
+    return files
+
+
+def _load_config_file(value: str) -> dict[str, Any]:
+    """Return the mapping in config file ``value`` (or inline YAML), raising one clear error if it is missing or not YAML."""
+    path = Path(value)
+    if not path.is_file():
+        try:  # jsonargparse also takes the settings themselves: --config "trainer: {max_epochs: 1}"
+            inline = yaml.safe_load(value)
+        except yaml.YAMLError:
+            inline = None
+        if isinstance(inline, dict):
+            return inline
+        raise ConfigurationError(
+            f"config file {path.absolute()} does not exist; check the path (the shipped configs are in configs/, "
+            f"e.g. configs/quickstart.yaml)"
+        )
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        context = getattr(error, "context", None)
+        context_mark = getattr(error, "context_mark", None)
+        started = f" started at line {context_mark.line + 1}, column {context_mark.column + 1}" if context_mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigurationError(
+            f"config file {path} is not valid YAML{where}: {problem}"
+            + (f" ({context}{started})" if context else "")
+            + "; fix the syntax there"
+        ) from error
+    if content is None:
+        raise ConfigurationError(
+            f"config file {path} is empty (no settings); fill it (e.g. start from configs/quickstart.yaml) or drop that --config"
+        )
+    if not isinstance(content, dict):
+        raise ConfigurationError(
+            f"config file {path} holds a {type(content).__name__}, not a mapping of settings; start it with e.g. `trainer:`"
+        )
+    return content
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Return nested settings as dotted keys without ``init_args`` (``model.init_args.time_steps`` → ``model.time_steps``)."""
+    flat = {}
+    for key, value in config.items():
+        name = prefix if key == "init_args" else f"{prefix}{key}."
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name))
+        else:
+            flat[name.rstrip(".")] = value
+    return flat
+
+
+def _command_line_settings(argv: list[str]) -> dict[str, str]:
+    """Return the ``--key value`` / ``--key=value`` settings of ``argv`` as dotted keys without ``init_args``."""
+    settings = {}
+    for index, token in enumerate(argv):
+        if not token.startswith("--") or token.startswith("--config"):
+            continue
+        key, has_value, value = token[2:].partition("=")
+        if not has_value:
+            if index + 1 >= len(argv) or argv[index + 1].startswith("--"):
+                continue
+            value = argv[index + 1]
+        settings[key.replace(".init_args.", ".")] = value
+    return settings
+
+
+@dataclass
+class GivenSettings:
+    """The dotted settings (``model.time_steps``, no ``init_args``) given in config files and on the command line."""
+
+    # Every setting given, the command line's winning over the config files'.
+    explicit: dict[str, Any] = field(default_factory=dict)
+    # The settings given on the command line only.
+    command_line: dict[str, str] = field(default_factory=dict)
+    # Every value given to trainer.default_root_dir (a logger save_dir equal to one is the run folder).
+    roots: set[Path] = field(default_factory=set)
+
+    @classmethod
+    def read(cls, argv: list[str]) -> GivenSettings:
+        """Return the settings of ``argv`` and its config files, raising :class:`ConfigurationError` for a bad config file.
+
+        Args:
+            argv: the command-line arguments (subcommand included).
+        """
+        given = cls()
+        roots = []
+        for value in _config_files(argv):
+            settings = _flatten(_load_config_file(value))
+            given.explicit.update(settings)
+            roots.append(settings.get("trainer.default_root_dir"))
+        given.command_line = _command_line_settings(argv)
+        given.explicit.update(given.command_line)
+        roots.append(given.command_line.get("trainer.default_root_dir"))
+        given.roots = {Path(str(root)).expanduser().absolute() for root in roots if root}
+        return given
