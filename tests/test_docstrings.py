@@ -10,6 +10,9 @@ MODULES = [
     "snn_lightning.neurons.adaptive",
     "snn_lightning.neurons.surrogate",
     "snn_lightning.neurons.dynamics",
+    "snn_lightning.data.static",
+    "snn_lightning.data.events",
+    "snn_lightning.data.event_transforms",
 ]
 
 

@@ -84,6 +84,14 @@ class FrameAugment:
         rotate: largest rotation in degrees; 0 leaves it out.
         shear: largest x-shear in degrees; 0 leaves it out.
         drop_event: fraction of events tonic's DropEvent removes from each training recording before framing; 0 turns it off.
+
+    >>> import torch
+    >>> clip = torch.zeros(3, 2, 5, 5)  # T = 3 frames, one ON event at the centre of each
+    >>> clip[:, 0, 2, 2] = 1
+    >>> _ = torch.manual_seed(0)
+    >>> moved = FrameAugment(flip=False, translate=1, rotate=0.0, shear=0.0)(clip)
+    >>> moved[:, 0].nonzero().tolist()  # one draw for the clip: every frame rolled by the same (-1, +1)
+    [[0, 1, 3], [1, 1, 3], [2, 1, 3]]
     """
 
     flip: bool = True

@@ -43,6 +43,12 @@ class EventDataModule(SplitDataModule):
     into ``time_steps``) follows ``fewer_steps``: ``truncate`` (latency: the answer after the
     first k frames, what ``PerStepAccuracy``'s ``acc_tk`` measures) feeds the first k frames of
     the trained binning; ``rebin`` bins the whole recording into k frames (each frame spans more).
+
+    >>> data = EventDataModule(dataset="digits_saccades", time_steps=3, binning="n_time_bins", frame_size=11)
+    >>> data.num_classes, data.input_shape  # (polarities, height, width) of one frame, before any event is read
+    (10, (2, 11, 11))
+    >>> data.augment  # NDA's training augmentation unless given (null: none)
+    FrameAugment(flip=True, translate=5, rotate=30.0, shear=30.0, drop_event=0.0)
     """
 
     collate_fn = staticmethod(time_major_collate)  # batches [T, B, P, H, W]

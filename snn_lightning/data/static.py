@@ -111,6 +111,16 @@ class StaticImageDataModule(SplitDataModule):
     With ``mixup_alpha`` or ``cutmix_alpha`` above 0 (ImageNet recipes of DeiT and FSTA-SNN: 0.8
     and 1.0) training batches carry soft targets ``[B, classes]`` float32 instead of labels;
     validation, test and predict batches are never mixed and keep integer labels.
+
+    >>> data = StaticImageDataModule(dataset="digits", batch_size=32, val_fraction=0.1)
+    >>> data.num_classes, data.input_shape  # known before any data is read
+    (10, (1, 8, 8))
+    >>> data.setup("fit")
+    >>> len(data.train_set), len(data.val_set)  # 10 % of the 1,438 training digits held out
+    (1295, 143)
+    >>> images, labels = next(iter(data.train_dataloader()))
+    >>> tuple(images.shape), tuple(labels.shape)
+    ((32, 1, 8, 8), (32,))
     """
 
     def __init__(
