@@ -163,3 +163,15 @@ def test_missing_data_is_reported_before_wandb_starts(no_wandb_key, in_tmp_dir, 
     assert "CIFAR-100 not found" in line and "Traceback" not in err and "UsageError" not in err
     assert "logging offline" in err
     assert not list(in_tmp_dir.rglob("*run-*")), "a run that fails before training leaves no wandb run behind"
+
+
+def test_a_fit_finishes_its_wandb_run_without_colour_codes_or_the_anonymous_warning(
+    offline_wandb, in_tmp_dir, monkeypatch, capfd
+):
+    monkeypatch.delenv("WANDB_SILENT")
+    wandb_logger = ["--trainer.logger", "lightning.pytorch.loggers.WandbLogger", "--trainer.logger.offline", "true"]
+    short = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "10", "--trainer.limit_val_batches", "1"]
+    main(["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), *wandb_logger, *short])
+    output = "".join(capfd.readouterr())
+    assert wandb.run is None and "wandb sync" in output
+    assert "\x1b[" not in output and "anonymous" not in output

@@ -13,6 +13,8 @@ from snn_lightning.callbacks.energy import (
 from snn_lightning.callbacks.per_step_accuracy import PerStepAccuracy, running_mean_logits
 from snn_lightning.callbacks.plotting import PlotCallback, record_layer
 from snn_lightning.callbacks.predictions import PredictionWriter
+from snn_lightning.callbacks.progress import EpochLines, RichProgress
+from snn_lightning.callbacks.run_record import RunRecord
 from snn_lightning.callbacks.run_summary import BestMetricSummary
 from snn_lightning.callbacks.save_config import LoggerSaveConfigCallback
 from snn_lightning.callbacks.sigterm import SynchronizedSigterm
@@ -24,6 +26,7 @@ __all__ = [
     "EnergyCosts",
     "EnergyEstimate",
     "EnergyReport",
+    "EpochLines",
     "LayerActivity",
     "LayerEnergy",
     "LoggerSaveConfigCallback",
@@ -31,6 +34,8 @@ __all__ = [
     "PerStepAccuracy",
     "PlotCallback",
     "PredictionWriter",
+    "RichProgress",
+    "RunRecord",
     "SpikeStats",
     "SynchronizedSigterm",
     "estimate_energy",

@@ -23,12 +23,14 @@ from typing import Any
 
 import lightning as L
 from lightning.fabric.plugins import TorchCheckpointIO
-from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from snn_lightning.callbacks.predictions import PredictionWriter
+from snn_lightning.callbacks.progress import EpochLines, RichProgress
+from snn_lightning.callbacks.run_record import RunRecord
 from snn_lightning.callbacks.run_summary import BestMetricSummary
 from snn_lightning.callbacks.safety import AtomicCheckpointIO, EpochSeed, NaNGuard, check_output_dirs, latest_checkpoint
 from snn_lightning.callbacks.save_config import LoggerSaveConfigCallback
@@ -41,6 +43,7 @@ from snn_lightning.cli.checkpoint_settings import (
     take_trained_binning,
 )
 from snn_lightning.cli.parse_errors import SNNArgumentParser
+from snn_lightning.cli.quiet import drop_unset_wandb_anonymous, quiet_subcommand
 from snn_lightning.cli.run_checks import (
     check_cache_dir,
     check_data_before_wandb,
@@ -61,6 +64,9 @@ __all__ = ["SNNLightningCLI"]
 _LINKED_FROM_DATA = ("num_classes", "in_channels")
 # The other commands `snn-lightning --help` lists; `main` runs them before LightningCLI's parsing.
 _OTHER_COMMANDS = {"export": "Write a trained checkpoint as a NIR graph (`snn-lightning export --help`)."}
+# Trainer settings that differ from Lightning's: no model summary (its FLOPs column reads 0 for our models;
+# SNNClassifier prints parameters and MACs instead), and a logging interval shorter than the quickstarts' epochs.
+_TRAINER_DEFAULTS = {"enable_model_summary": False, "log_every_n_steps": 10}
 
 
 class SNNLightningCLI(LightningCLI):
@@ -84,11 +90,13 @@ class SNNLightningCLI(LightningCLI):
             subclass_mode_data: choose the data module by class_path (any subclass of datamodule_class).
             parser_class: the argument parser; the default turns parse errors into one-line ConfigurationErrors.
             **kwargs: the other arguments of ``LightningCLI`` (``args``, ``run``, ``trainer_defaults``, …); by default
-                ``save_config_callback`` is ``LoggerSaveConfigCallback`` (config.yaml, and the config sent to the loggers).
+                ``save_config_callback`` is ``LoggerSaveConfigCallback`` (config.yaml, and the config sent to the loggers)
+                and ``trainer_defaults`` turn off the model summary and log every 10 steps.
         """
         self.given = GivenSettings()
         self.placement = RunPlacement()
         kwargs.setdefault("save_config_callback", LoggerSaveConfigCallback)
+        kwargs["trainer_defaults"] = {**_TRAINER_DEFAULTS, **(kwargs.get("trainer_defaults") or {})}
         try:
             super().__init__(
                 model_class,
@@ -218,19 +226,24 @@ class SNNLightningCLI(LightningCLI):
                 )
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[L.Callback]) -> L.Trainer:
-        """Instantiate the trainer with a Rich progress bar (main metrics beside it) unless the config chose a bar or none."""
+        """Instantiate the trainer with a progress display unless the config chose one or none: a Rich bar in a
+        terminal, one line per epoch when output goes to a file (a redrawn bar would fill it with escape codes)."""
         configured = (config.get("callbacks") or []) + callbacks
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in configured):
-            callbacks = [*callbacks, RichProgressBar()]
+            callbacks = [*callbacks, RichProgress() if sys.stdout.isatty() else EpochLines()]
         try:
             return super()._instantiate_trainer(config, callbacks)
         except MisconfigurationException as error:
             raise trainer_error(error, config) from error
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        """Return the trainer with atomic checkpoint writes and, unless configured, ``NaNGuard``, ``EpochSeed``,
-        ``SynchronizedSigterm``, ``BestMetricSummary`` (with wandb) and ``PredictionWriter`` (for predict)."""
+        """Return the trainer with atomic checkpoint writes, ``RunRecord`` (for a new fit's run.json) and, unless
+        configured, ``NaNGuard``, ``EpochSeed``, ``SynchronizedSigterm``, ``BestMetricSummary`` (with wandb) and
+        ``PredictionWriter`` (for predict)."""
         trainer = super().instantiate_trainer(**kwargs)
+        drop_unset_wandb_anonymous(trainer)
+        if self.placement.record is not None:
+            trainer.callbacks.append(RunRecord(self.placement.record))
         defaults = [NaNGuard, EpochSeed, SynchronizedSigterm]
         if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
             defaults.append(BestMetricSummary)
@@ -267,7 +280,8 @@ class SNNLightningCLI(LightningCLI):
         """Run the subcommand; a checkpoint of another model, a config.yaml in the way and a SIGTERM get one clear message."""
         os.environ[RUN_DIR_VARIABLE] = str(self.placement.folder.absolute())  # for the workers a DDP launch starts
         try:
-            super()._run_subcommand(subcommand)
+            with quiet_subcommand(subcommand):
+                super()._run_subcommand(subcommand)
         except SIGTERMException:
             self._report_sigterm()
             raise SystemExit(128 + signal.SIGTERM) from None

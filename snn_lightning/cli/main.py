@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 
 from snn_lightning.cli.lightning_cli import SNNLightningCLI
+from snn_lightning.cli.quiet import finish_wandb_runs, quiet_library_output
 from snn_lightning.errors import user_error
 
 __all__ = ["main"]
@@ -24,17 +25,21 @@ __all__ = ["main"]
 def main(args: list[str] | None = None) -> None:
     """Run the CLI; a user-fixable error prints its message and exits with status 2, a SIGTERM exits with 143.
 
+    Library messages with nothing to act on are hidden (:mod:`~snn_lightning.cli.quiet`), and the wandb runs
+    are finished before exit.
+
     Args:
         args: the command-line arguments; None reads ``sys.argv``.
     """
     argv = sys.argv[1:] if args is None else args
+    quiet_library_output()
     try:
         if argv[:1] == ["export"]:
             from snn_lightning.cli.export import export  # nir and h5py are loaded for export only
 
             export(argv[1:])
         else:
-            SNNLightningCLI(args=args)
+            finish_wandb_runs(SNNLightningCLI(args=args).trainer)
     except Exception as error:
         found = user_error(error)
         if found is None:

@@ -82,6 +82,8 @@ class RunPlacement:
         self.created_run: tuple[Path, Path | None] | None = None
         # The temporary folder a fast_dev_run writes into instead of a run folder, removed after the run.
         self.throwaway: Path | None = None
+        # The training run whose run.json this command writes once its loggers have started; None for none.
+        self.record: RunFolder | None = None
 
     def choose(self, subcommand: str | None, config: Any, given: GivenSettings) -> Path:
         """Point every output of the command into its folder, tag its wandb run and return the folder.
@@ -105,7 +107,8 @@ class RunPlacement:
             folder, continued = _training_folder(config, create)
             run = RunFolder.read(folder)
             if create and not os.environ.get(RUN_DIR_VARIABLE):
-                run.write()
+                folder.mkdir(parents=True, exist_ok=True)
+                self.record = run  # run.json is written by the RunRecord callback, after the loggers' start
                 if not continued:
                     self.created_run = (folder, newest_run(root_of(config)))
                     point_latest(root_of(config), folder)

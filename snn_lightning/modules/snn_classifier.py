@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Literal
 
 import torch
@@ -64,7 +65,11 @@ class SNNClassifier(ClassifierModule):
         super().__init__(num_classes, optimizer, lr_scheduler, warmup_epochs, exempt_from_weight_decay)
         if time_steps < 1:
             raise ConfigurationError(f"model.time_steps must be >= 1, got {time_steps}; set e.g. --model.time_steps 4")
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        # Lightning warns about a neuron object given in Python and advises ignoring it, which the next lines do;
+        # ignoring "neuron" outright would also drop the config the CLI stores for it.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Attribute 'neuron' is an instance of `nn.Module`")
+            self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         if neuron is not None and self.hparams.get("neuron") is neuron:
             # A neuron object given in Python would be pickled into checkpoints, which weights_only loading
             # refuses; pass it again to load_from_checkpoint. The CLI stores its config instead, which is kept.
@@ -101,7 +106,7 @@ class SNNClassifier(ClassifierModule):
         return measure_complexity(self.network, first_samples(images, 1), batch_time_steps(images, self.time_steps))
 
     def on_train_batch_start(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        """Print the parameter count and MACs once, at the first training batch (right after the model summary)."""
+        """Print the parameter count and MACs once, at the first training batch (before the first epoch's line)."""
         if self.global_step == 0 and batch_idx == 0:
             self.print(f"model complexity: {self.complexity(batch[0])}")
 
