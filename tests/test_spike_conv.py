@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from snn_lightning.layers import SpikeConv2d, spike_conv2d
+from snn_lightning.layers import DEFAULT_MAX_DENSITY, SpikeConv2d, spike_conv2d
 from snn_lightning.models import spiking_resnet_mini
 
 
@@ -32,7 +32,7 @@ def test_matches_nn_conv2d_in_output_and_every_gradient(shape, binary):
     *layer, size = shape
     sparse, dense = _twins(*layer)
     torch.manual_seed(1)
-    mask = torch.rand(3, layer[0], size, size) < 0.15
+    mask = torch.rand(3, layer[0], size, size) < 0.1  # below the default max_density: the sparse path
     x = mask.float() if binary else mask * torch.randn(mask.shape)
     assert sparse.sparse_offsets(x) is not None
     x_sparse, x_dense = x.clone().requires_grad_(), x.clone().requires_grad_()
@@ -125,7 +125,7 @@ def test_rejects_a_density_outside_zero_one():
 def test_state_dict_is_that_of_nn_conv2d():
     sparse, dense = _twins(3, 4, 3, 1, 1, True)
     assert sparse.state_dict().keys() == dense.state_dict().keys()
-    assert "max_density=0.2" in repr(sparse)
+    assert f"max_density={DEFAULT_MAX_DENSITY}" in repr(sparse)
 
 
 def test_functional_form_matches_nn_conv2d():

@@ -3,7 +3,7 @@
 from snn_lightning.layers.batch_layout import batch_time_steps, first_samples, is_time_major
 from snn_lightning.layers.batchnorm import TemporalBatchNorm1d, TemporalBatchNorm2d
 from snn_lightning.layers.encoding import DirectEncoder
-from snn_lightning.layers.spike_conv import SpikeConv2d, spike_conv2d
+from snn_lightning.layers.spike_conv import DEFAULT_MAX_DENSITY, SpikeConv2d, spike_conv2d
 from snn_lightning.layers.time_distributed import TimeDistributed, fold_time, unfold_time
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "TemporalBatchNorm1d",
     "TemporalBatchNorm2d",
     "DirectEncoder",
+    "DEFAULT_MAX_DENSITY",
     "SpikeConv2d",
     "spike_conv2d",
 ]

@@ -25,7 +25,11 @@ from torch.autograd.function import once_differentiable
 
 from snn_lightning.native import OPENMP_FLAGS, load_library
 
-__all__ = ["SpikeConv2d", "spike_conv2d"]
+__all__ = ["DEFAULT_MAX_DENSITY", "SpikeConv2d", "spike_conv2d"]
+
+# Training (forward + backward) breaks even with nn.Conv2d between 10 % and 20 % nonzero inputs on 1 and 2
+# threads (benchmarks/spike_conv.py, README); evaluation alone up to about 25 %.
+DEFAULT_MAX_DENSITY = 0.15
 
 _SOURCE = Path(__file__).with_name("spike_conv_cpu.cpp")
 
@@ -240,7 +244,7 @@ class SpikeConv2d(nn.Conv2d):
         stride: int | tuple[int, int] = 1,
         padding: int | tuple[int, int] = 0,
         bias: bool = True,
-        max_density: float = 0.2,
+        max_density: float = DEFAULT_MAX_DENSITY,
     ) -> None:
         """
         Args:
@@ -250,7 +254,7 @@ class SpikeConv2d(nn.Conv2d):
             stride: step of the kernel over the input.
             padding: zeros added on each side of the input.
             bias: add a learnable bias to the output.
-            max_density: largest fraction of nonzero inputs that takes the sparse path (training breaks even near 0.25–0.35).
+            max_density: largest fraction of nonzero inputs that takes the sparse path (training breaks even near 0.15, benchmarks/spike_conv.py).
         """
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias=bias)
         self.max_density = max_density

@@ -19,7 +19,14 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from snn_lightning.errors import ConfigurationError
-from snn_lightning.layers import DirectEncoder, SpikeConv2d, TemporalBatchNorm2d, TimeDistributed, is_time_major
+from snn_lightning.layers import (
+    DEFAULT_MAX_DENSITY,
+    DirectEncoder,
+    SpikeConv2d,
+    TemporalBatchNorm2d,
+    TimeDistributed,
+    is_time_major,
+)
 from snn_lightning.models.ann_resnet import conv1x1, init_resnet_weights
 from snn_lightning.neurons import LIF, NeuronTemplate
 
@@ -147,7 +154,7 @@ class SpikingResNet(nn.Module):
         width_multiplier: float = 1.0,
         neuron: NeuronTemplate | None = None,
         checkpoint_blocks: bool = False,
-        spike_conv_max_density: float = 0.2,
+        spike_conv_max_density: float = DEFAULT_MAX_DENSITY,
     ) -> None:
         """
         Args:

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from snn_lightning.distill.losses import mean_ce, per_step_ce
 from snn_lightning.errors import ConfigurationError
-from snn_lightning.layers import batch_time_steps, first_samples
+from snn_lightning.layers import DEFAULT_MAX_DENSITY, batch_time_steps, first_samples
 from snn_lightning.models import SPIKING_ARCHITECTURES, STAA, Complexity, SpikingArchitecture, measure_complexity
 from snn_lightning.modules.base import ClassifierModule
 from snn_lightning.neurons import SpikingNeuron
@@ -40,7 +40,7 @@ class SNNClassifier(ClassifierModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         checkpoint_blocks: bool = False,
         compact_spikes: bool = False,
-        spike_conv_max_density: float = 0.2,
+        spike_conv_max_density: float = DEFAULT_MAX_DENSITY,
         warmup_epochs: int = 0,
         exempt_from_weight_decay: bool = False,
     ) -> None:
