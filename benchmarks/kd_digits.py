@@ -30,11 +30,11 @@ from collections.abc import Callable
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from snn_lightning.callbacks.safety import EpochSeed
 from snn_lightning.data import StaticImageDataModule
-from snn_lightning.distill import TSERKD, ClassicalKD, DistillationHost, DistillationOutputs, KDCallback, load_teacher
+from snn_lightning.distill import TSERKD, ClassicalKD, DistillationOutputs, KDCallback, load_teacher
 from snn_lightning.modules import DistillationModule
 
 TEACHER = "logs/quickstart_kd_teacher/latest/checkpoints/best.ckpt"
@@ -51,9 +51,9 @@ class LabelTargetKD(ClassicalKD):
         super().__init__()
         self.margin = margin
 
-    def loss_terms(self, outputs: DistillationOutputs, pl_module: DistillationHost) -> dict[str, Tensor]:
+    def loss_terms(self, outputs: DistillationOutputs, parts: nn.Module | None) -> dict[str, Tensor]:
         targets = self.margin * F.one_hot(outputs.targets, outputs.teacher_logits.shape[-1]).to(outputs.teacher_logits)
-        return super().loss_terms(dataclasses.replace(outputs, teacher_logits=targets), pl_module)
+        return super().loss_terms(dataclasses.replace(outputs, teacher_logits=targets), parts)
 
 
 # Each method's loss: the student's own (``mean_ce`` / ``per_step_ce``) and its KD callbacks at the

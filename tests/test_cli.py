@@ -195,3 +195,14 @@ def test_quickstart_reaches_95_percent_test_accuracy(in_tmp_dir):
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     (metrics,) = cli.trainer.test(ckpt_path="best", datamodule=cli.datamodule)
     assert metrics["test/acc"] >= 0.95
+
+
+def test_given_settings_follow_a_config_key_to_its_base_file():
+    from snn_lightning.cli.settings import GivenSettings
+
+    delta = REPO / "configs" / "kd_resnet19_cifar100.yaml"
+    given = GivenSettings.read(["fit", "--config", str(delta), "--model.init_args.time_steps", "2"])
+    assert given.explicit["data.dataset"] == "cifar100"  # set only in configs/base/kd_resnet19_cifar100.yaml
+    assert given.explicit["trainer.default_root_dir"] == "logs/kd_resnet19_cifar100"  # the delta's own
+    assert given.explicit["model.time_steps"] == "2" and given.command_line == {"model.time_steps": "2"}
+    assert "config" not in given.explicit

@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import yaml
 from conftest import REPO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
@@ -20,7 +21,9 @@ from snn_lightning.distill import (
     ClassicalKD,
     DistillationOutputs,
     FeatureKD,
+    KDCallback,
     TeacherCheckpointError,
+    feature_kd_loss,
     load_teacher,
     tser_loss,
     wsld_loss,
@@ -242,7 +245,7 @@ def test_loss_terms_are_the_tser_loss(standardize, teacher_file, tmp_path):
     model.setup("fit")
     torch.manual_seed(0)
     s, t, y = torch.randn(2, 4, 10), torch.randn(4, 10), torch.randint(0, 10, (4,))
-    outputs = DistillationOutputs(s, torch.rand(2, 4, 16, 4, 4), t, torch.rand(4, 512, 1, 1), y)
+    outputs = DistillationOutputs(s, torch.rand(2, 4, 16, 4, 4), t, torch.rand(4, 512, 1, 1), y, 0.0)
     terms = model.loss_terms(outputs)
     assert set(terms) == {"ce", "kd", "entropy"}
     torch.testing.assert_close(sum(terms.values()), tser_loss(s, t, y, 0.3, 2.0, 0.05, standardize=standardize))
@@ -254,10 +257,54 @@ def test_loss_terms_are_the_wsld_loss(teacher_file, tmp_path):
     model.setup("fit")
     torch.manual_seed(0)
     s, t, y = torch.randn(2, 4, 10), torch.randn(4, 10), torch.randint(0, 10, (4,))
-    outputs = DistillationOutputs(s, torch.rand(2, 4, 16, 4, 4), t, torch.rand(4, 512, 1, 1), y)
+    outputs = DistillationOutputs(s, torch.rand(2, 4, 16, 4, 4), t, torch.rand(4, 512, 1, 1), y, 0.1)
     terms = model.loss_terms(outputs)
     assert set(terms) == {"ce", "kd"}
     torch.testing.assert_close(sum(terms.values()), wsld_loss(s, t, y, 2.5, 2.0, label_smoothing=0.1))
+
+
+def test_feature_kd_gets_its_adapter_built_from_the_channels_and_the_students_own_ce(teacher_file, tmp_path):
+    model = student(teacher_file, label_smoothing=0.1, loss="per_step_ce")
+    model.trainer = trainer(tmp_path, [FeatureKD(weight=0.5)])
+    model.setup("fit")
+    student_channels = model.network.fc.in_features
+    adapter = model.distill_modules["FeatureKD"]
+    assert (adapter.in_channels, adapter.out_channels) == (student_channels, 512)
+    torch.manual_seed(0)
+    s, y = torch.randn(2, 4, 10), torch.randint(0, 10, (4,))
+    student_features, teacher_features = torch.rand(2, 4, student_channels, 4, 4), torch.rand(4, 512, 1, 1)
+    outputs = DistillationOutputs(s, student_features, torch.randn(4, 10), teacher_features, y, 0.1)
+    terms = model.loss_terms(outputs)
+    assert list(terms) == ["ce", "feat"]
+    torch.testing.assert_close(terms["ce"], model.loss(s, y))
+    torch.testing.assert_close(terms["feat"], 0.5 * feature_kd_loss(student_features, teacher_features, adapter))
+
+
+def test_only_the_logit_methods_replace_the_students_ce():
+    methods = [ClassicalKD(), TSERKD(), WSLDKD(), FeatureKD(), BlurredFeatureKD()]
+    assert [method.replaces_ce for method in methods] == [True, True, True, False, False]
+    parts = BlurredFeatureKD().build(16, 32)
+    assert parts["adapter"].in_channels == 16 and parts["generator"][0].in_channels == 32
+    assert ClassicalKD().build(16, 32) is None
+
+
+class UndeclaredCE(KDCallback):
+    """A KD method that returns a ``ce`` term without declaring that it replaces the student's."""
+
+    def loss_terms(self, outputs, parts):
+        return {"ce": outputs.student_logits.mean()}
+
+
+def test_a_ce_term_from_a_callback_that_does_not_replace_the_ce_is_an_error(teacher_file, tmp_path):
+    model = student(teacher_file)
+    model.trainer = trainer(tmp_path, [UndeclaredCE()])
+    model.setup("fit")
+    s, y = torch.randn(2, 4, 10), torch.randint(0, 10, (4,))
+    outputs = DistillationOutputs(s, torch.rand(2, 4, 16, 4, 4), torch.randn(4, 10), torch.rand(4, 512, 1, 1), y, 0.0)
+    with pytest.raises(
+        ConfigurationError, match="UndeclaredCE.loss_terms returned a 'ce' term, but .*replaces_ce is Fal"
+    ):
+        model.loss_terms(outputs)
 
 
 def test_bkdsnn_callbacks_fit_with_wsld_and_clipped_summed_blurred_features(teacher_file, tmp_path):
@@ -473,3 +520,33 @@ def test_missing_teacher_checkpoint_on_the_command_line(in_tmp_dir, capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "Traceback" not in err
     assert str(in_tmp_dir / "logs/quickstart_kd_teacher/latest/checkpoints/best.ckpt") + " does not exist" in err
+
+
+def resolved_config(path, capsys):
+    """Return the config ``snn-lightning fit --config path --print_config`` prints, as a dict."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(path), "--print_config"])
+    assert exit_info.value.code == 0
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_the_kd_comparison_configs_differ_only_in_the_kd_methods_and_the_log_folder(in_tmp_dir, capsys):
+    methods, rest = {}, {}
+    for name in ("tser", "kd", "featkd", "bkd"):
+        config = resolved_config(REPO / "configs" / f"{name}_resnet19_cifar100.yaml", capsys)
+        assert config["trainer"].pop("default_root_dir") == f"logs/{name}_resnet19_cifar100"
+        callbacks = config["trainer"].pop("callbacks")
+        methods[name] = [c["class_path"] for c in callbacks if c["class_path"].startswith("snn_lightning.distill.")]
+        config["trainer"]["callbacks"] = [
+            c for c in callbacks if not c["class_path"].startswith("snn_lightning.distill.")
+        ]
+        rest[name] = config
+    assert methods == {
+        "tser": ["snn_lightning.distill.TSERKD"],
+        "kd": ["snn_lightning.distill.ClassicalKD"],
+        "featkd": ["snn_lightning.distill.ClassicalKD", "snn_lightning.distill.FeatureKD"],
+        "bkd": ["snn_lightning.distill.WSLDKD", "snn_lightning.distill.BlurredFeatureKD"],
+    }
+    assert rest["kd"] == rest["tser"] and rest["featkd"] == rest["tser"] and rest["bkd"] == rest["tser"]
+    assert rest["tser"]["trainer"]["max_epochs"] == 300 and rest["tser"]["trainer"]["precision"] == "bf16-mixed"
+    assert rest["tser"]["model"]["class_path"] == "snn_lightning.modules.DistillationModule"

@@ -78,8 +78,19 @@ def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(value, dict):
             flat.update(_flatten(value, name))
         else:
-            flat[name.rstrip(".")] = value
+            flat[".".join(part for part in name.rstrip(".").split(".") if part != "init_args")] = value
     return flat
+
+
+def _settings_of(value: str) -> dict[str, Any]:
+    """Return the dotted settings of config ``value``: first those of the base files its ``config:`` key names, then its own."""
+    content = _load_config_file(value)
+    bases = content.pop("config", None)
+    settings: dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else bases or []:
+        settings.update(_settings_of(str(Path(value).parent / base)))  # jsonargparse resolves it beside the file
+    settings.update(_flatten(content))
+    return settings
 
 
 def _command_line_settings(argv: list[str]) -> dict[str, str]:
@@ -118,7 +129,7 @@ class GivenSettings:
         given = cls()
         roots = []
         for value in _config_files(argv):
-            settings = _flatten(_load_config_file(value))
+            settings = _settings_of(value)
             given.explicit.update(settings)
             roots.append(settings.get("trainer.default_root_dir"))
         given.command_line = _command_line_settings(argv)

@@ -1,11 +1,14 @@
 """Knowledge-distillation methods as Lightning callbacks, listed under ``trainer.callbacks`` in YAML.
 
-They act on a :class:`~snn_lightning.modules.DistillationModule`: in every training step the module
+They act on a :class:`~snn_lightning.modules.DistillationModule`, and only that module calls them:
+in its ``setup`` it hands each one the student's and the teacher's feature channels
+(:meth:`KDCallback.build`) and registers the learnable parts returned; in every training step it
 hands each one a :class:`DistillationOutputs` (student per-step logits and features, teacher
-logits and features, targets) and sums the named loss terms they return, logging each as
-``train/<name>``. Choose at most one logit method (``ClassicalKD``, ``TSERKD`` or ``WSLDKD``: each
-replaces the cross-entropy by its own CE + KD terms) and any feature method (``FeatureKD``,
-``BlurredFeatureKD``) beside it; with none the student trains on its plain cross-entropy.
+logits and features, targets, label smoothing) with its parts and sums the named loss terms they
+return, logging each as ``train/<name>``. Choose at most one logit method (``ClassicalKD``,
+``TSERKD`` or ``WSLDKD``: each declares ``replaces_ce`` and returns its own CE + KD terms instead of
+the student's cross-entropy) and any feature method (``FeatureKD``, ``BlurredFeatureKD``) beside
+it; with none the student trains on its plain cross-entropy.
 
     trainer:
       callbacks:
@@ -58,20 +61,16 @@ class DistillationOutputs:
     """Teacher's last-stage feature map ``[B, C_t, h', w']`` (computed without gradient)."""
     targets: Tensor
     """Class labels ``[B]``."""
+    label_smoothing: float
+    """Label smoothing of the student's cross-entropy, for the CE term of a method that replaces it."""
 
 
 @runtime_checkable
 class DistillationHost(Protocol):
-    """What a KD callback needs from the LightningModule it trains (``DistillationModule`` provides it)."""
+    """The LightningModule side of the KD contract (``DistillationModule``): it builds the callbacks' parts and sums their terms."""
 
-    label_smoothing: float
-    distill_modules: nn.ModuleDict
-
-    def feature_channels(self) -> tuple[int, int]:
-        """Return the channel counts of the student's and the teacher's feature maps."""
-
-    def register_distill_module(self, name: str, module: nn.Module) -> None:
-        """Add ``module`` under ``distill_modules[name]``, so it is trained and checkpointed with the student."""
+    def loss_terms(self, outputs: DistillationOutputs) -> dict[str, Tensor]:
+        """Return the named loss terms of one batch: the KD callbacks' and, unless one replaces it, the student's ``ce``."""
 
 
 def _check_alpha_tau(callback: str, alpha: float, tau: float) -> None:
@@ -105,40 +104,44 @@ def _check_reduction(callback: str, reduction: str) -> None:
 class KDCallback(L.Callback):
     """Base of the KD methods: :meth:`loss_terms` returns the weighted loss terms of one batch by name.
 
-    A method with learnable parts (adapters, generators) returns them from :meth:`build`; they are
-    registered with the module in ``setup`` (before ``configure_optimizers``), so they are trained
-    by the module's optimizer and saved in its checkpoints.
+    The distillation module drives every method: it calls :meth:`build` once in its ``setup``
+    (before ``configure_optimizers``) and registers the learnable parts returned (adapters,
+    generators) as ``distill_modules[name]``, so they are trained by its optimizer and saved in its
+    checkpoints; in every training step it calls :meth:`loss_terms` with those parts.
     """
 
-    logit_kd: ClassVar[bool] = False
-    """True for methods that replace the student's cross-entropy; at most one may be used."""
+    replaces_ce: ClassVar[bool] = False
+    """True for methods whose own ``ce`` term replaces the student's cross-entropy; at most one may be used."""
 
     @property
     def name(self) -> str:
-        """The method's name: the key of its modules in ``distill_modules``."""
+        """The method's name: the key of its parts in the module's ``distill_modules``."""
         return type(self).__name__
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Check the module can be distilled and register this method's learnable modules with it (fit only)."""
-        if stage != "fit":
-            return
-        if not isinstance(pl_module, DistillationHost):
+        """Refuse, in a fit, a model that does not run the KD callbacks."""
+        if stage == "fit" and not isinstance(pl_module, DistillationHost):
             raise ConfigurationError(
                 f"trainer.callbacks has {self.name}, which distils a teacher into the student, but the model is "
                 f"{type(pl_module).__name__}; set model.class_path: snn_lightning.modules.DistillationModule"
             )
-        if self.name in pl_module.distill_modules:  # set up before (a second fit of the same module)
-            return
-        module = self.build(pl_module)
-        if module is not None:
-            pl_module.register_distill_module(self.name, module)
 
-    def build(self, pl_module: DistillationHost) -> nn.Module | None:
-        """Return this method's learnable modules (None when it has none)."""
+    def build(self, student_channels: int, teacher_channels: int) -> nn.Module | None:
+        """Return this method's learnable parts for feature maps of these channel counts (None when it has none).
+
+        Args:
+            student_channels: channels of the student's last-stage spikes ``C_s``.
+            teacher_channels: channels of the teacher's last-stage feature map ``C_t``.
+        """
         return None
 
-    def loss_terms(self, outputs: DistillationOutputs, pl_module: DistillationHost) -> dict[str, Tensor]:
-        """Return this method's weighted loss terms for one batch, by name (``ce``, ``kd``, ``entropy``, ``feat``)."""
+    def loss_terms(self, outputs: DistillationOutputs, parts: nn.Module | None) -> dict[str, Tensor]:
+        """Return this method's weighted loss terms for one batch, by name (``ce``, ``kd``, ``entropy``, ``feat``).
+
+        Args:
+            outputs: the batch's student and teacher outputs, targets and label smoothing.
+            parts: the learnable parts :meth:`build` returned, as registered with the module (None when it has none).
+        """
         raise NotImplementedError
 
 
@@ -148,7 +151,7 @@ class ClassicalKD(KDCallback):
     Terms: ``ce = (1−α)·CE(z̄, y)``, ``kd = α·τ²·KL(p_T^τ ‖ softmax(z̄/τ))`` with z̄ the time-mean logits.
     """
 
-    logit_kd = True
+    replaces_ce = True
 
     def __init__(self, alpha: float = 0.5, tau: float = 4.0, standardize: bool = False) -> None:
         """
@@ -162,14 +165,14 @@ class ClassicalKD(KDCallback):
         self.tau = tau
         self.standardize = standardize
 
-    def loss_terms(self, outputs: DistillationOutputs, pl_module: DistillationHost) -> dict[str, Tensor]:
+    def loss_terms(self, outputs: DistillationOutputs, parts: nn.Module | None) -> dict[str, Tensor]:
         return classical_kd_terms(
             outputs.student_logits,
             outputs.teacher_logits,
             outputs.targets,
             self.alpha,
             self.tau,
-            pl_module.label_smoothing,
+            outputs.label_smoothing,
             self.standardize,
         )
 
@@ -181,7 +184,7 @@ class TSERKD(KDCallback):
     The teacher's logits are the target of every step, so no step leans on the time average.
     """
 
-    logit_kd = True
+    replaces_ce = True
 
     def __init__(
         self, alpha: float = 0.5, tau: float = 4.0, entropy_weight: float = 0.01, standardize: bool = False
@@ -199,7 +202,7 @@ class TSERKD(KDCallback):
         self.entropy_weight = entropy_weight
         self.standardize = standardize
 
-    def loss_terms(self, outputs: DistillationOutputs, pl_module: DistillationHost) -> dict[str, Tensor]:
+    def loss_terms(self, outputs: DistillationOutputs, parts: nn.Module | None) -> dict[str, Tensor]:
         return tser_terms(
             outputs.student_logits,
             outputs.teacher_logits,
@@ -207,7 +210,7 @@ class TSERKD(KDCallback):
             self.alpha,
             self.tau,
             self.entropy_weight,
-            pl_module.label_smoothing,
+            outputs.label_smoothing,
             self.standardize,
         )
 
@@ -222,7 +225,7 @@ class WSLDKD(KDCallback):
     combine with a feature method (BKDSNN: ``BlurredFeatureKD``).
     """
 
-    logit_kd = True
+    replaces_ce = True
 
     def __init__(self, weight: float = 1.0, tau: float = 2.0) -> None:
         """
@@ -235,14 +238,14 @@ class WSLDKD(KDCallback):
         self.weight = weight
         self.tau = tau
 
-    def loss_terms(self, outputs: DistillationOutputs, pl_module: DistillationHost) -> dict[str, Tensor]:
+    def loss_terms(self, outputs: DistillationOutputs, parts: nn.Module | None) -> dict[str, Tensor]:
         return wsld_terms(
             outputs.student_logits,
             outputs.teacher_logits,
             outputs.targets,
             self.weight,
             self.tau,
-            pl_module.label_smoothing,
+            outputs.label_smoothing,
         )
 
 
@@ -264,13 +267,11 @@ class FeatureKD(KDCallback):
         self.weight = weight
         self.reduction = reduction
 
-    def build(self, pl_module: DistillationHost) -> nn.Module:
-        student_channels, teacher_channels = pl_module.feature_channels()
+    def build(self, student_channels: int, teacher_channels: int) -> nn.Module:
         return nn.Conv2d(student_channels, teacher_channels, kernel_size=1)
 
-    def loss_terms(self, outputs: DistillationOutputs, pl_module: DistillationHost) -> dict[str, Tensor]:
-        adapter = pl_module.distill_modules[self.name]
-        loss = feature_kd_loss(outputs.student_features, outputs.teacher_features, adapter, self.reduction)
+    def loss_terms(self, outputs: DistillationOutputs, parts: nn.Module | None) -> dict[str, Tensor]:
+        loss = feature_kd_loss(outputs.student_features, outputs.teacher_features, parts, self.reduction)
         return {"feat": self.weight * loss}
 
 
@@ -307,8 +308,7 @@ class BlurredFeatureKD(KDCallback):
         self.use_clip = use_clip
         self.reduction = reduction
 
-    def build(self, pl_module: DistillationHost) -> nn.Module:
-        student_channels, teacher_channels = pl_module.feature_channels()
+    def build(self, student_channels: int, teacher_channels: int) -> nn.Module:
         return nn.ModuleDict(
             {
                 "adapter": nn.Conv2d(student_channels, teacher_channels, kernel_size=1),
@@ -320,8 +320,7 @@ class BlurredFeatureKD(KDCallback):
             }
         )
 
-    def loss_terms(self, outputs: DistillationOutputs, pl_module: DistillationHost) -> dict[str, Tensor]:
-        parts = pl_module.distill_modules[self.name]
+    def loss_terms(self, outputs: DistillationOutputs, parts: nn.Module | None) -> dict[str, Tensor]:
         loss = blurred_feature_kd_loss(
             outputs.student_features,
             outputs.teacher_features,

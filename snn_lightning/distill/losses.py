@@ -56,12 +56,28 @@ def standardize_logits(z: Tensor) -> Tensor:
 
 
 def mean_ce(s: Tensor, y: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Return the cross-entropy of the time-mean logits ``mean_t s[t]`` (the classical SNN loss)."""
+    """Return the cross-entropy of the time-mean logits ``mean_t s[t]`` (the classical SNN loss).
+
+    A right first step and a wrong second one cancel in the mean (logits [1, 1]: CE = ln 2):
+
+    >>> import torch
+    >>> s = torch.tensor([[[2.0, 0.0]], [[0.0, 2.0]]])  # [T=2, B=1, classes=2]
+    >>> round(mean_ce(s, torch.tensor([0])).item(), 4)
+    0.6931
+    """
     return F.cross_entropy(_float32(s).mean(0), y, label_smoothing=label_smoothing)
 
 
 def per_step_ce(s: Tensor, y: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Return ``(1/T) sum_t CE(s[t], y)``, the cross-entropy of every step's logits (TET-style)."""
+    """Return ``(1/T) sum_t CE(s[t], y)``, the cross-entropy of every step's logits (TET-style).
+
+    The same two steps as in :func:`mean_ce` are scored apart: (ln(1 + e⁻²) + ln(1 + e²)) / 2.
+
+    >>> import torch
+    >>> s = torch.tensor([[[2.0, 0.0]], [[0.0, 2.0]]])
+    >>> round(per_step_ce(s, torch.tensor([0])).item(), 4)
+    1.1269
+    """
     time_steps = s.shape[0]
     steps_of_y = y.repeat(time_steps, *[1] * (y.ndim - 1))  # class indices [B] or probabilities [B, C]
     return F.cross_entropy(_float32(s).flatten(0, 1), steps_of_y, label_smoothing=label_smoothing)
@@ -84,12 +100,25 @@ def per_step_kl(s: Tensor, t: Tensor, tau: float, standardize: bool = False) -> 
     """Return ``tau² (1/T) sum_t mean_b KL(p_T^tau ‖ p_S^tau(t))``: the teacher is the target of every step.
 
     With ``standardize`` both logits are z-scored over the classes first (:func:`standardize_logits`).
+    The teacher's logits ``[B, classes]`` are the target of each of the student's ``[T, B, classes]``:
+
+    >>> import torch
+    >>> teacher = torch.tensor([[3.0, 1.0, 0.0]])
+    >>> per_step_kl(teacher.expand(4, 1, 3), teacher, tau=4.0).item()  # every step equals the teacher
+    0.0
+    >>> per_step_kl(torch.zeros(4, 1, 3), teacher, tau=4.0).item() > 0
+    True
     """
     return tau**2 * _step_kl(s, t, tau, standardize).mean()
 
 
 def per_step_entropy(s: Tensor, tau: float, standardize: bool = False) -> Tensor:
-    """Return ``(1/T) sum_t mean_b H(softmax(s[t]/tau))``, the mean entropy of the student's step outputs (z-scored first with ``standardize``)."""
+    """Return ``(1/T) sum_t mean_b H(softmax(s[t]/tau))``, the mean entropy of the student's step outputs (z-scored first with ``standardize``).
+
+    >>> import torch
+    >>> round(per_step_entropy(torch.zeros(4, 2, 10), tau=1.0).item(), 4)  # uniform over 10 classes: ln 10
+    2.3026
+    """
     log_p = F.log_softmax(_tempered(s, tau, standardize), dim=-1)
     return -(log_p.exp() * log_p).sum(-1).mean()
 
@@ -107,6 +136,12 @@ def tser_terms(
     """Return TSER's weighted terms ``ce = (1−α)·CE_ts``, ``kd = α·KL_ts`` and ``entropy = −λ·H_ts``.
 
     ``standardize`` z-scores the logits of KL and entropy (:func:`standardize_logits`); CE keeps the raw logits.
+    A student and teacher both undecided between two classes: CE ln 2, no KL, entropy ln 2.
+
+    >>> import torch
+    >>> terms = tser_terms(torch.zeros(4, 1, 2), torch.zeros(1, 2), torch.tensor([0]), alpha=0.5, tau=1.0, entropy_weight=0.1)
+    >>> {name: round(value.item(), 4) for name, value in terms.items()}
+    {'ce': 0.3466, 'kd': 0.0, 'entropy': -0.0693}
     """
     return {
         "ce": (1 - alpha) * per_step_ce(s, y, label_smoothing),

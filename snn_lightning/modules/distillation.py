@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import torch
+from lightning.pytorch import Callback
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -27,7 +29,11 @@ class DistillationModule(SNNClassifier):
     training step the teacher runs once, without gradient, on the static image the student repeats
     over T; each KD callback (``snn_lightning.distill``: ``TSERKD``, ``ClassicalKD``, ``WSLDKD``, ``FeatureKD``,
     ``BlurredFeatureKD``) returns named loss terms, logged as ``train/<name>`` and summed into
-    ``train/loss``. Without KD callbacks the student trains on its plain cross-entropy.
+    ``train/loss``, with the student's cross-entropy as ``ce`` unless a callback ``replaces_ce``.
+    Without KD callbacks the student trains on its plain cross-entropy. The module drives the
+    callbacks, never the reverse: in ``setup`` it builds each one's learnable parts from the feature
+    channels and registers them as ``distill_modules.<callback name>`` (trained and checkpointed
+    with the student); in every step it hands each one the batch's :class:`DistillationOutputs`.
 
     The teacher is read from ``teacher_checkpoint`` when a fit sets up, not at instantiation, so
     configs print and instantiate without the file, and validate/test/predict never need it. It
@@ -70,6 +76,10 @@ class DistillationModule(SNNClassifier):
     @property
     def teacher(self) -> ANNResNet:
         """The frozen ANN teacher (eval mode, no gradient), read from ``teacher_checkpoint`` at first use."""
+        return self.read_teacher()
+
+    def read_teacher(self) -> ANNResNet:
+        """Return the teacher, reading ``teacher_checkpoint`` unless it was read (or taken from a checkpoint's ``teacher.*``) before."""
         if self._teacher is None:
             self._set_teacher(
                 load_teacher(
@@ -87,33 +97,20 @@ class DistillationModule(SNNClassifier):
         # Bypass nn.Module.__setattr__, which would register the teacher as a submodule.
         self.__dict__["_teacher"] = teacher
 
-    def feature_channels(self) -> tuple[int, int]:
-        """Return the channel counts of the student's and the teacher's last-stage feature maps."""
-        return self.network.fc.in_features, self.teacher.fc.in_features
-
-    def register_distill_module(self, name: str, module: nn.Module) -> None:
-        """Add a KD method's learnable ``module`` (trained and checkpointed) as ``distill_modules[name]``."""
-        self.distill_modules[name] = module
-
     def setup(self, stage: str) -> None:
-        """Read the teacher (fit only) and collect the KD callbacks, rejecting two logit methods or duplicates."""
-        if stage == "fit":
-            _ = self.teacher  # read the file now, so a bad teacher fails before any training
+        """Collect the KD callbacks, rejecting duplicates or two logit methods; in a fit read the teacher and build their parts."""
+        self._kd_callbacks = _collect_kd_callbacks(self.trainer.callbacks)
         self._teacher_accuracy_pending = stage == "fit"
-        callbacks = [callback for callback in self.trainer.callbacks if isinstance(callback, KDCallback)]
-        names = [callback.name for callback in callbacks]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ConfigurationError(
-                f"trainer.callbacks lists {', '.join(duplicates)} more than once; list each KD method once"
-            )
-        logit_methods = [callback.name for callback in callbacks if callback.logit_kd]
-        if len(logit_methods) > 1:
-            raise ConfigurationError(
-                f"trainer.callbacks lists two logit-KD methods ({' and '.join(logit_methods)}); each replaces the "
-                f"cross-entropy with its own CE + KD terms, so keep one (feature methods may be added beside it)"
-            )
-        self._kd_callbacks = callbacks
+        if stage != "fit":
+            return
+        teacher = self.read_teacher()  # now, so a bad teacher fails before any training
+        channels = self.network.fc.in_features, teacher.fc.in_features
+        for callback in self._kd_callbacks:
+            if callback.name in self.distill_modules:  # built before (a second fit of the same module)
+                continue
+            parts = callback.build(*channels)
+            if parts is not None:
+                self.distill_modules[callback.name] = parts
 
     @torch.no_grad()
     def teacher_outputs(self, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -131,12 +128,20 @@ class DistillationModule(SNNClassifier):
         return features, teacher.forward_head(features)
 
     def loss_terms(self, outputs: DistillationOutputs) -> dict[str, Tensor]:
-        """Return the KD callbacks' named terms (equal names add up), with the student's own ``ce`` unless one replaced it."""
+        """Return the KD callbacks' named terms (equal names add up), with the student's own ``ce`` unless a callback replaces it."""
         terms: dict[str, Tensor] = {}
         for callback in self._kd_callbacks:
-            for name, value in callback.loss_terms(outputs, self).items():
+            parts = self.distill_modules[callback.name] if callback.name in self.distill_modules else None
+            callback_terms = callback.loss_terms(outputs, parts)
+            if "ce" in callback_terms and not callback.replaces_ce:
+                raise ConfigurationError(
+                    f"{callback.name}.loss_terms returned a 'ce' term, but {callback.name}.replaces_ce is False, so the "
+                    f"student's cross-entropy would count twice; set replaces_ce = True on {callback.name} if its CE "
+                    f"replaces the student's, or give the term another name"
+                )
+            for name, value in callback_terms.items():
                 terms[name] = terms[name] + value if name in terms else value
-        if "ce" not in terms:
+        if not any(callback.replaces_ce for callback in self._kd_callbacks):
             terms = {"ce": self.loss(outputs.student_logits, outputs.targets), **terms}
         return terms
 
@@ -148,7 +153,9 @@ class DistillationModule(SNNClassifier):
         student_features = self.network.forward_features(images)
         student_logits = self.network.forward_head(student_features)
         teacher_features, teacher_logits = self.teacher_outputs(images)
-        outputs = DistillationOutputs(student_logits, student_features, teacher_logits, teacher_features, targets)
+        outputs = DistillationOutputs(
+            student_logits, student_features, teacher_logits, teacher_features, targets, self.label_smoothing
+        )
         terms = self.loss_terms(outputs)
         for name, value in terms.items():
             self.log(f"train/{name}", value, on_step=True, on_epoch=True, batch_size=len(targets), sync_dist=True)
@@ -199,3 +206,21 @@ class DistillationModule(SNNClassifier):
             del state[key]
         for key, value in current.items():
             state.setdefault(key, value)
+
+
+def _collect_kd_callbacks(callbacks: Iterable[Callback]) -> list[KDCallback]:
+    """Return the KD callbacks among the trainer's ``callbacks``; raise a ConfigurationError for duplicates or two logit methods."""
+    kd_callbacks = [callback for callback in callbacks if isinstance(callback, KDCallback)]
+    names = [callback.name for callback in kd_callbacks]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigurationError(
+            f"trainer.callbacks lists {', '.join(duplicates)} more than once; list each KD method once"
+        )
+    logit_methods = [callback.name for callback in kd_callbacks if callback.replaces_ce]
+    if len(logit_methods) > 1:
+        raise ConfigurationError(
+            f"trainer.callbacks lists two logit-KD methods ({' and '.join(logit_methods)}); each replaces the "
+            f"cross-entropy with its own CE + KD terms, so keep one (feature methods may be added beside it)"
+        )
+    return kd_callbacks
