@@ -83,6 +83,20 @@ def test_fit_test_resume_and_a_second_fit_never_overwrite(in_tmp_dir, capsys):
     assert {path.name: digest(path) for path in (first / "checkpoints").glob("*.ckpt")} == kept, "version_0 untouched"
 
 
+def test_a_resumed_fit_keeps_the_metrics_of_the_epochs_before_it(in_tmp_dir, capsys):
+    metrics = in_tmp_dir / "logs" / "quickstart" / "version_0" / "metrics.csv"
+    assert run_cli(["fit", "--config", QUICKSTART, *TINY, "--trainer.max_epochs", "2"], capsys)[0] == 0
+    before = metrics.read_text().splitlines()
+    assert {row.split(",")[0] for row in before[1:]} == {"0", "1"}
+    code, err = run_cli(
+        ["fit", "--config", QUICKSTART, *TINY, "--trainer.max_epochs", "3", "--ckpt_path", "last"], capsys
+    )
+    assert code == 0, err[-2000:]
+    after = metrics.read_text().splitlines()
+    assert after[: len(before)] == before, "the rows of epochs 0 and 1 are kept as they were"
+    assert {row.split(",")[0] for row in after[len(before) :]} == {"2"}, "then only the resumed epoch's rows"
+
+
 def test_default_root_dir_moves_every_output(in_tmp_dir, capsys):
     code, err = run_cli(
         ["fit", "--config", QUICKSTART, *TINY, "--trainer.max_epochs", "1", "--trainer.default_root_dir", "elsewhere"],

@@ -14,6 +14,7 @@ from snn_lightning.callbacks.per_step_accuracy import PerStepAccuracy, running_m
 from snn_lightning.callbacks.plotting import PlotCallback, record_layer
 from snn_lightning.callbacks.predictions import PredictionWriter
 from snn_lightning.callbacks.progress import EpochLines, RichProgress
+from snn_lightning.callbacks.resumed_metrics import ResumedMetrics
 from snn_lightning.callbacks.run_record import RunRecord
 from snn_lightning.callbacks.run_summary import BestMetricSummary
 from snn_lightning.callbacks.save_config import LoggerSaveConfigCallback
@@ -35,6 +36,7 @@ __all__ = [
     "PlotCallback",
     "PredictionWriter",
     "RichProgress",
+    "ResumedMetrics",
     "RunRecord",
     "SpikeStats",
     "SynchronizedSigterm",

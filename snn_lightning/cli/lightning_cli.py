@@ -30,6 +30,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 
 from snn_lightning.callbacks.predictions import PredictionWriter
 from snn_lightning.callbacks.progress import EpochLines, RichProgress
+from snn_lightning.callbacks.resumed_metrics import ResumedMetrics
 from snn_lightning.callbacks.run_record import RunRecord
 from snn_lightning.callbacks.run_summary import BestMetricSummary
 from snn_lightning.callbacks.safety import AtomicCheckpointIO, EpochSeed, NaNGuard, check_output_dirs, latest_checkpoint
@@ -237,13 +238,16 @@ class SNNLightningCLI(LightningCLI):
             raise trainer_error(error, config) from error
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        """Return the trainer with atomic checkpoint writes, ``RunRecord`` (for a new fit's run.json) and, unless
+        """Return the trainer with atomic checkpoint writes, ``RunRecord`` (for a new fit's run.json),
+        ``ResumedMetrics`` (a fit keeps the CSV rows of the epochs it resumes after) and, unless
         configured, ``NaNGuard``, ``EpochSeed``, ``SynchronizedSigterm``, ``BestMetricSummary`` (with wandb) and
         ``PredictionWriter`` (for predict)."""
         trainer = super().instantiate_trainer(**kwargs)
         drop_unset_wandb_anonymous(trainer)
         if self.placement.record is not None:
             trainer.callbacks.append(RunRecord(self.placement.record))
+        if self.subcommand == "fit":
+            trainer.callbacks.append(ResumedMetrics.read(trainer.loggers))
         defaults = [NaNGuard, EpochSeed, SynchronizedSigterm]
         if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
             defaults.append(BestMetricSummary)
