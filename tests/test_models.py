@@ -47,7 +47,10 @@ def neurons(model: nn.Module) -> list[SpikingNeuron]:
 
 
 def test_architecture_names() -> None:
-    assert set(SPIKING_ARCHITECTURES) == {"resnet_mini", "resnet19", "resnet20", "resnet18", "resnet34"}
+    assert set(SPIKING_ARCHITECTURES) == {
+        *("resnet_mini", "resnet19", "resnet20", "resnet18", "resnet34"),
+        *("convnet2", "plif_net", "vgg_small"),
+    }
     assert set(ANN_ARCHITECTURES) == {"resnet18", "resnet34"}
 
 
@@ -59,7 +62,8 @@ def test_spiking_shapes_static_and_frames(name: str) -> None:
     frames = torch.rand(3, *image.shape).round()
     assert model(frames).shape == (3, 2, 10), "event frames keep their own T"
     features = model.forward_features(image)
-    assert features.ndim == 5 and features.shape[:3] == (2, 2, model.fc.in_features)
+    assert features.ndim == 5 and features.shape[:3] == (2, 2, model.feature_channels)
+    assert model.feature_channels == model.fc.in_features, "a ResNet's head pools the features into the FC layer"
 
 
 def test_static_input_equals_repeated_frames() -> None:

@@ -25,14 +25,13 @@ from snn_lightning.layers import (
     SpikeConv2d,
     TemporalBatchNorm2d,
     TimeDistributed,
-    is_time_major,
 )
 from snn_lightning.models.ann_resnet import conv1x1, init_resnet_weights
+from snn_lightning.models.network_input import as_time_major
 from snn_lightning.neurons import LIF, NeuronTemplate
 
 __all__ = [
-    "SPIKING_ARCHITECTURES",
-    "SpikingArchitecture",
+    "SPIKING_RESNETS",
     "SpikingBasicBlock",
     "conv_bn_neuron",
     "spiking_downsample",
@@ -211,6 +210,7 @@ class SpikingResNet(nn.Module):
             stages.append(nn.Sequential(*stage))
             channels = width
         self.stages = nn.Sequential(*stages)
+        self.feature_channels = channels
         self.fc = nn.Linear(channels, num_classes)
         init_resnet_weights(self)
         for module in self.modules():
@@ -252,29 +252,9 @@ class SpikingResNet(nn.Module):
     def time_steps(self, value: int) -> None:
         self.encoder.time_steps = value
 
-    def _as_sequence(self, x: Tensor) -> Tensor:
-        """Return the input as a time-major sequence ``[T, B, C, H, W]``, checking its shape."""
-        if x.ndim not in (4, 5):
-            raise ValueError(
-                f"SpikingResNet expects a static image batch [B, C, H, W] or event frames [T, B, C, H, W], "
-                f"got a tensor of shape {tuple(x.shape)}; check the data module's output"
-            )
-        if x.shape[-3] != self.in_channels:
-            raise ConfigurationError(
-                f"input has {x.shape[-3]} channels (shape {tuple(x.shape)}) but the model was built with "
-                f"in_channels={self.in_channels}; set the model's in_channels to {x.shape[-3]}"
-            )
-        if min(x.shape[-2:]) < self.min_input_size:
-            raise ConfigurationError(
-                f"input images are {x.shape[-2]}×{x.shape[-1]} (shape {tuple(x.shape)}) but this network's stem pools "
-                f"by 2 and needs at least {self.min_input_size}×{self.min_input_size}, or its feature maps shrink to "
-                f"0×0; use larger images or an architecture with the 3×3 'cifar' stem (resnet_mini, resnet19)"
-            )
-        return x if is_time_major(x) else self.encoder(x)
-
     def forward_features(self, x: Tensor) -> Tensor:
         """Return the last stage's spikes ``[T, B, C, h, w]`` (before pooling) for ``[B,C,H,W]`` or ``[T,B,C,H,W]``."""
-        features = self.stem(self._as_sequence(x))
+        features = self.stem(as_time_major(x, self))
         if not (self.checkpoint_blocks and torch.is_grad_enabled()):
             return self.stages(features)
         for stage in self.stages:
@@ -347,13 +327,10 @@ def spiking_resnet_mini(num_classes: int, **options: Any) -> SpikingResNet:
     return SpikingResNet(num_classes, **_LAYOUTS["resnet_mini"], **options)
 
 
-SPIKING_ARCHITECTURES: dict[str, Callable[..., SpikingResNet]] = {
+SPIKING_RESNETS: dict[str, Callable[..., SpikingResNet]] = {
     "resnet_mini": spiking_resnet_mini,
     "resnet19": spiking_resnet19,
     "resnet20": spiking_resnet20,
     "resnet18": spiking_resnet18,
     "resnet34": spiking_resnet34,
 }
-
-# The names above as a type, so configs and `--help` list the valid choices.
-SpikingArchitecture = Literal[tuple(SPIKING_ARCHITECTURES)]  # type: ignore[valid-type]

@@ -132,6 +132,13 @@ class ClassifierModule(L.LightningModule):
                 f"e.g. lr >= 0 (0.1 for SGD), weight_decay >= 0"
             ) from error
 
+    def _schedule_length(self, max_epochs: int) -> tuple[int, str]:
+        """Return the default schedule's length and unit: the fit's optimizer steps when the trainer can count them, else epochs."""
+        steps = self.trainer.estimated_stepping_batches
+        if math.isfinite(steps) and steps >= max_epochs:
+            return int(steps), "step"
+        return max_epochs, "epoch"
+
     @property
     def lr(self) -> float:
         """The learning rate training starts from: the optimizer's, or the one set here (e.g. by Lightning's LR finder)."""
@@ -144,7 +151,10 @@ class ClassifierModule(L.LightningModule):
         self._lr = float(value)
 
     def configure_optimizers(self):
-        """The configured optimizer and schedule; cosine over ``max_epochs`` (after any warm-up) unless a scheduler is configured.
+        """The configured optimizer and schedule; unless a scheduler is configured, cosine to 0 over ``max_epochs``, after any warm-up.
+
+        The default schedule moves at every optimizer step: over a short run stepped per epoch it
+        would train half of a 2-epoch run at the full rate and never go below half of it.
 
         ``ReduceLROnPlateau`` watches ``val/loss`` with ``mode: min`` and ``val/acc`` with ``mode: max``.
         """
@@ -165,26 +175,24 @@ class ClassifierModule(L.LightningModule):
                 raise ConfigurationError(
                     f"model.warmup_epochs ({self.warmup_epochs}) must be below trainer.max_epochs ({max_epochs})"
                 )
-            if self.warmup_epochs:
-                factor = functools.partial(
-                    warmup_cosine_factor, warmup_epochs=self.warmup_epochs, max_epochs=max_epochs
-                )
-                scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-            else:
-                scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs)
+            total, interval = self._schedule_length(max_epochs)
+            factor = functools.partial(
+                warmup_cosine_factor, warmup_steps=round(self.warmup_epochs * total / max_epochs), total_steps=total
+            )
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         else:
             return optimizer
-        schedule = {"scheduler": scheduler, "interval": "epoch"}
+        schedule = {"scheduler": scheduler, "interval": "epoch" if self.lr_scheduler_factory else interval}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             schedule["monitor"] = "val/acc" if scheduler.mode == "max" else "val/loss"
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 
 
-def warmup_cosine_factor(epoch: int, warmup_epochs: int, max_epochs: int) -> float:
-    """Return the learning-rate factor of ``epoch``: linear from 1/(w+1) to 1 over ``w`` warm-up epochs, then cosine to 0 at ``max_epochs``."""
-    if epoch < warmup_epochs:
-        return (epoch + 1) / (warmup_epochs + 1)
-    return 0.5 * (1 + math.cos(math.pi * (epoch - warmup_epochs) / (max_epochs - warmup_epochs)))
+def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Return the learning-rate factor of ``step``: linear from 1/(w+1) to 1 over ``w`` warm-up steps, then cosine to 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    return 0.5 * (1 + math.cos(math.pi * min(step - warmup_steps, total_steps - warmup_steps) / (total_steps - warmup_steps)))
 
 
 def weight_decay_groups(module: nn.Module) -> list[dict[str, Any]]:

@@ -104,7 +104,7 @@ class DistillationModule(SNNClassifier):
         if stage != "fit":
             return
         teacher = self.read_teacher()  # now, so a bad teacher fails before any training
-        channels = self.network.fc.in_features, teacher.fc.in_features
+        channels = self.network.feature_channels, teacher.fc.in_features
         for callback in self._kd_callbacks:
             if callback.name in self.distill_modules:  # built before (a second fit of the same module)
                 continue

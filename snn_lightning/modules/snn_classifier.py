@@ -24,7 +24,7 @@ LOSSES = {"mean_ce": mean_ce, "per_step_ce": per_step_ce}
 
 
 class SNNClassifier(ClassifierModule):
-    """Spiking ResNet classifier; prediction = argmax of the logits averaged over time steps."""
+    """Spiking network classifier (ResNet or plain CNN, ``arch``); prediction = argmax of the logits averaged over time steps."""
 
     def __init__(
         self,
@@ -46,7 +46,7 @@ class SNNClassifier(ClassifierModule):
     ) -> None:
         """
         Args:
-            arch: spiking backbone (``snn_lightning.models.SPIKING_ARCHITECTURES``).
+            arch: spiking network: ResNets resnet19/20 (CIFAR, DVS), resnet18/34 (ImageNet), resnet_mini (8×8 digits); plain CNNs for 28×28 and 32×32 images convnet2 (conv 32-64, FC 256), plif_net (PLIF paper: conv 128-128, FC 2048), vgg_small (64-64-128-128-256-256, FC 512).
             num_classes: number of classes; the CLI links it from ``data.num_classes``.
             in_channels: input channels; the CLI links it from ``data.in_channels``.
             time_steps: simulation steps T; may be changed for evaluation (``--model.time_steps 2``).
