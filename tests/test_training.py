@@ -1,5 +1,7 @@
 """LightningModules: loss choice, time steps at evaluation, optimizer defaults, prediction."""
 
+import math
+
 import lightning as L
 import pytest
 import torch
@@ -55,16 +57,25 @@ def test_neuron_template_is_used_in_every_layer():
     assert len({id(p.w) for p in plifs}) == len(plifs)
 
 
-def test_default_optimizer_is_sgd_with_cosine_over_max_epochs(tmp_path):
-    model = small_snn()
-    trainer = L.Trainer(max_epochs=7, logger=False, enable_checkpointing=False, default_root_dir=tmp_path)
-    model.trainer = trainer
-    configured = model.configure_optimizers()
-    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+def test_default_optimizer_is_sgd_with_cosine_to_zero_over_every_step(tmp_path, steps_per_epoch):
+    steps_per_epoch(10)
+    _, configured = configured_with(tmp_path, max_epochs=7)
+    optimizer, schedule = configured["optimizer"], configured["lr_scheduler"]
     assert isinstance(optimizer, torch.optim.SGD)
     assert optimizer.defaults["lr"] == 0.1 and optimizer.defaults["momentum"] == 0.9
     assert optimizer.defaults["weight_decay"] == 5e-4
-    assert isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max == 7
+    assert schedule["interval"] == "step", "a short run stepped per epoch never goes below half the rate"
+    rates = run_schedule(optimizer, schedule["scheduler"], 70)
+    assert rates[0] == pytest.approx(0.1) and rates[35] == pytest.approx(0.05)
+    assert rates[69] == pytest.approx(0.05 * (1 + math.cos(math.pi * 69 / 70)))
+
+
+def test_without_a_step_count_the_default_schedule_steps_per_epoch(tmp_path, steps_per_epoch):
+    steps_per_epoch(float("inf"))  # an iterable dataset without a length
+    _, configured = configured_with(tmp_path, max_epochs=4)
+    assert configured["lr_scheduler"]["interval"] == "epoch"
+    rates = run_schedule(configured["optimizer"], configured["lr_scheduler"]["scheduler"], 4)
+    assert rates == pytest.approx([0.1, 0.05 * (1 + 0.5**0.5), 0.05, 0.05 * (1 - 0.5**0.5)])
 
 
 def test_configured_optimizer_and_scheduler_factories_are_used():
@@ -86,20 +97,39 @@ def configured_with(tmp_path, max_epochs: int, **kwargs):
     return model, model.configure_optimizers()
 
 
-def test_warm_up_then_cosine_by_hand(tmp_path):
-    _, configured = configured_with(tmp_path, max_epochs=6, warmup_epochs=2)
-    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+def run_schedule(optimizer, scheduler, steps: int) -> list[float]:
+    """Return the learning rate of each of ``steps`` optimizer steps."""
     rates = []
-    for _ in range(6):
+    for _ in range(steps):
         rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
-    # 0.1 × (1/3, 2/3), then 0.1 × ½(1 + cos(π e/4)) for e = 0..3 after the warm-up.
-    expected = [0.1 / 3, 0.2 / 3, 0.1, 0.05 * (1 + 0.5**0.5), 0.05, 0.05 * (1 - 0.5**0.5)]
+    return rates
+
+
+@pytest.fixture
+def steps_per_epoch(monkeypatch):
+    """Set the trainer's count of optimizer steps per epoch, which a trainer without data cannot know."""
+
+    def set_steps(steps: float) -> None:
+        monkeypatch.setattr(
+            L.Trainer, "estimated_stepping_batches", property(lambda trainer: steps * trainer.max_epochs)
+        )
+
+    return set_steps
+
+
+def test_warm_up_then_cosine_by_hand(tmp_path, steps_per_epoch):
+    steps_per_epoch(2)
+    _, configured = configured_with(tmp_path, max_epochs=6, warmup_epochs=2)
+    rates = run_schedule(configured["optimizer"], configured["lr_scheduler"]["scheduler"], 12)
+    # 0.1 × (1/5 … 4/5) over the 4 warm-up steps, then 0.1 × ½(1 + cos(π s/8)) for s = 0..7.
+    expected = [0.1 * k / 5 for k in range(1, 5)] + [0.05 * (1 + math.cos(math.pi * s / 8)) for s in range(8)]
     assert rates == pytest.approx(expected)
 
 
-def test_warm_up_errors_name_the_fix(tmp_path):
+def test_warm_up_errors_name_the_fix(tmp_path, steps_per_epoch):
+    steps_per_epoch(2)
     with pytest.raises(ConfigurationError, match="warmup_epochs must be >= 0, got -1"):
         small_snn(warmup_epochs=-1)
     with pytest.raises(ConfigurationError, match=r"warmup_epochs \(3\) must be below trainer.max_epochs \(3\)"):
@@ -111,7 +141,8 @@ def test_warm_up_errors_name_the_fix(tmp_path):
         configured_with(tmp_path, max_epochs=5, warmup_epochs=1, lr_scheduler=step)
 
 
-def test_norms_biases_neuron_parameters_and_position_encodings_get_no_weight_decay(tmp_path):
+def test_norms_biases_neuron_parameters_and_position_encodings_get_no_weight_decay(tmp_path, steps_per_epoch):
+    steps_per_epoch(2)
     from snn_lightning.models import STAA
 
     model, configured = configured_with(tmp_path, max_epochs=2, neuron=STAA(), exempt_from_weight_decay=True)

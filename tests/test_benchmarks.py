@@ -1,0 +1,52 @@
+"""The Fashion-MNIST benchmark scripts run end to end in their smoke modes, on small IDX files the tests write."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_data_static import write_mnist
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def run_script(*arguments: str, cwd: Path) -> str:
+    """Run a benchmark script with this Python; return its stdout, failing with its stderr."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, *arguments], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_plain_loop_trains_and_tests_on_idx_files(tmp_path: Path) -> None:
+    write_mnist(tmp_path / "data", train=40, test=20)
+    script = str(REPO / "benchmarks/plain_loop.py")
+    result = json.loads(
+        run_script(script, "train", "--root", "data", "--epochs", "2", "--batch-size", "8", "--skip", "1", cwd=tmp_path)
+    )
+    assert result["images_per_s"] > 0 and 0 <= result["test_acc"] <= 1
+    assert (result["test_acc"] * 20) == pytest.approx(round(result["test_acc"] * 20)), "a share of the 20 test images"
+
+
+def test_plain_loop_compare_prints_both_speeds_and_their_ratio(tmp_path: Path) -> None:
+    write_mnist(tmp_path / "data", train=40, test=20)
+    output = run_script(str(REPO / "benchmarks/plain_loop.py"), "compare", "--smoke", "--root", "data", cwd=tmp_path)
+    row = re.search(r"\| convnet2 \| (\d+) \| (\d+) \| ([\d.]+)× \| (\d+) \| (\d+) \|", output)
+    assert row, output
+    plain, framework, ratio = int(row[1]), int(row[2]), float(row[3])
+    assert plain > 0 and framework > 0 and ratio == pytest.approx(framework / plain, abs=0.02 + 0.01 * ratio)
+
+
+def test_fashion_diagnosis_smoke_prints_a_row_per_variant(tmp_path: Path) -> None:
+    output = run_script(str(REPO / "benchmarks/fashion_diagnosis.py"), "--smoke", cwd=tmp_path)
+    rows = dict(re.findall(r"\| (\w+) \| (0\.\d{4}|1\.0000) \|", output))
+    assert set(rows) == {"former", "convnet2_new_recipe"}, output
