@@ -119,7 +119,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--download", action="store_true", help="download Fashion-MNIST into --root when missing")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds; every method runs with each")
     parser.add_argument(
-        "--epochs", type=int, default=2, help="training epochs of every student (cosine annealing to 0 over every step)"
+        "--epochs", type=int, default=1, help="training epochs of every student (cosine annealing to 0 over every step)"
     )
     parser.add_argument(
         "--train-images",
@@ -129,7 +129,10 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--arch", default="convnet2", help="student network (a name of SPIKING_ARCHITECTURES)")
     parser.add_argument("--width", type=float, default=1.0, help="student width multiplier")
-    parser.add_argument("--batch-size", type=int, default=128, help="training batch size of teacher and students")
+    parser.add_argument("--batch-size", type=int, default=64, help="training batch size of teacher and students")
+    parser.add_argument(
+        "--crop-padding", type=int, default=0, help="shift of the random training crop (0: flips only, the quickstart's)"
+    )
     parser.add_argument(
         "--optimizer",
         choices=("sgd", "adamw", "adam"),
@@ -174,6 +177,7 @@ def fashion_mnist(args: argparse.Namespace, download: bool = False, subset: bool
         batch_size=args.batch_size,
         time_steps=TIME_STEPS,
         val_fraction=0.0,
+        crop_padding=args.crop_padding,
     )
     if subset and args.train_images < 60000:
         data.setup("fit")  # later setup calls keep the splits built here
@@ -401,7 +405,7 @@ def main() -> None:
     results += [r for r in kept if r["method"] not in args.methods]
     header = (
         f"Fashion-MNIST test accuracy (10,000 images). Students {args.arch} ×{args.width:g}, T={TIME_STEPS}, LIF, "
-        f"{args.epochs} epochs of a fixed {args.train_images:,}-image stratified subset, batch {args.batch_size}, {args.optimizer} lr {args.lr:g} "
+        f"{args.epochs} epochs of a fixed {args.train_images:,}-image stratified subset, batch {args.batch_size}, crop padding {args.crop_padding}, {args.optimizer} lr {args.lr:g} "
         f"cosine; teacher ANN ResNet-18 ×{args.teacher_width:g} ({args.teacher_checkpoint or f'{args.teacher_epochs} epochs'}), test acc "
         f"{100 * teacher_accuracy:.2f} %; τ 4, α 0.5, λ 0.01; seeds {' '.join(map(str, args.seeds))}; "
         f"{minutes:.1f} min in all on {os.cpu_count()} cores ({args.jobs} runs at once)"

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms import v2
 
 from snn_lightning.data import Cutout, StaticImageDataModule, cifar, cutout, load_digits, mnist
 from snn_lightning.data.digits import DIGITS_FILE, DIGITS_MEAN, DIGITS_SHA256, DIGITS_STD
@@ -699,6 +700,26 @@ def test_grey_train_augmentation_is_random_and_evaluation_is_not(dataset: str, f
     plain = evaluation(image)
     assert torch.equal(plain, evaluation(image)) and plain.shape == (1, 28, 28)
     assert any(not torch.equal(view, plain) for view in augmented)
+
+
+@pytest.mark.parametrize(("dataset", "padding", "steps"), [
+    ("fashion_mnist", 0, ["RandomHorizontalFlip"]),
+    ("fashion_mnist", 3, ["RandomCrop", "RandomHorizontalFlip"]),
+    ("mnist", 0, []),
+    ("cifar10", None, ["RandomCrop", "RandomHorizontalFlip"]),
+])
+def test_crop_padding_sets_or_removes_the_random_shift(dataset: str, padding: int | None, steps: list[str]) -> None:
+    train = image_transform(dataset, train=True, crop_padding=padding)
+    random_steps = [step for step in train.transforms if type(step).__name__.startswith("Random")]
+    assert [type(step).__name__ for step in random_steps] == steps
+    crops = [step for step in random_steps if isinstance(step, v2.RandomCrop)]
+    expected = {None: 4}.get(padding, padding)
+    assert all(crop.padding == [expected] * 4 for crop in crops)
+
+
+def test_crop_padding_below_zero_names_the_setting() -> None:
+    with pytest.raises(ConfigurationError, match=r"data.crop_padding is -1; set it to an integer >= 0"):
+        StaticImageDataModule(dataset="fashion_mnist", crop_padding=-1)
 
 
 @pytest.mark.parametrize(

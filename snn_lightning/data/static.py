@@ -134,6 +134,7 @@ class StaticImageDataModule(SplitDataModule):
         download: bool = False,
         val_fraction: float = 0.1,
         augment: bool = True,
+        crop_padding: int | None = None,
         auto_augment: bool = False,
         cutout: int = 0,
         image_size: int = 224,
@@ -152,6 +153,7 @@ class StaticImageDataModule(SplitDataModule):
             download: download CIFAR or (Fashion-)MNIST into root, in torchvision's layout, when files are missing (ImageNet cannot be downloaded).
             val_fraction: fraction of the training set held out (stratified, seeded) for validation; 0 validates on the test split.
             augment: random training augmentation: crop with padding 4 and flip (CIFAR), random resized crop and flip (ImageNet), crop with padding 2 and flip (Fashion-MNIST), 2-pixel shift (MNIST), 1-pixel shift (digits).
+            crop_padding: shift of the random training crop in pixels; null: the dataset's (4 CIFAR, 2 (Fashion-)MNIST, 1 digits); 0: no crop (Fashion-MNIST then only flips). ImageNet ignores it.
             auto_augment: add AutoAugment to training (CIFAR-10 policy for CIFAR, ImageNet policy for ImageNet; not for the grey datasets).
             cutout: side in pixels of the Cutout hole applied to training images; 0 turns Cutout off.
             image_size: side of the ImageNet crop in pixels; ignored by the other datasets.
@@ -167,6 +169,8 @@ class StaticImageDataModule(SplitDataModule):
         check_time_steps(time_steps)
         check_split_settings(batch_size, num_workers, val_fraction)
         check_at_least("cutout", cutout, 0)
+        if crop_padding is not None:
+            check_at_least("crop_padding", crop_padding, 0)
         check_at_least("image_size", image_size, 1)
         for name, value in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
             if not value >= 0:
@@ -189,6 +193,7 @@ class StaticImageDataModule(SplitDataModule):
         self.download = download
         self.val_fraction = val_fraction
         self.augment = augment
+        self.crop_padding = crop_padding
         self.auto_augment = auto_augment
         self.cutout = cutout
         self.image_size = image_size
@@ -260,7 +265,9 @@ class StaticImageDataModule(SplitDataModule):
 
     def _transform(self, train: bool) -> Callable[[Any], Tensor]:
         """Return the train (augmented) or evaluation (deterministic) image pipeline."""
-        return image_transform(self.dataset, train, self.augment, self.auto_augment, self.cutout, self.image_size)
+        return image_transform(
+            self.dataset, train, self.augment, self.auto_augment, self.cutout, self.image_size, self.crop_padding
+        )
 
     def _test_split(self) -> Dataset:
         """Return the test split, with the evaluation pipeline."""

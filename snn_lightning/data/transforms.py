@@ -8,7 +8,7 @@ from torchvision.transforms import v2
 
 from .static_datasets import STATIC_DATASETS, StaticDataset
 
-__all__ = ["Cutout", "cutout", "image_transform"]
+__all__ = ["DEFAULT_CROP_PADDING", "Cutout", "cutout", "image_transform"]
 
 
 def cutout(image: Tensor, size: int, centre: tuple[int, int]) -> Tensor:
@@ -50,7 +50,11 @@ class Cutout(nn.Module):
         return f"size={self.size}"
 
 
-def _augmentation(dataset: StaticDataset, image_size: int) -> list[nn.Module]:
+# Shift of the random crop per dataset (pixels of padding), when the data module's crop_padding is None.
+DEFAULT_CROP_PADDING = {"digits": 1, "mnist": 2, "fashion_mnist": 2, "cifar10": 4, "cifar100": 4}
+
+
+def _augmentation(dataset: StaticDataset, image_size: int, crop_padding: int | None = None) -> list[nn.Module]:
     """Return the geometric train augmentation of ``dataset``.
 
     MNIST and Fashion-MNIST are shifted by up to 2 pixels (a random 28x28 crop of the image padded
@@ -60,18 +64,18 @@ def _augmentation(dataset: StaticDataset, image_size: int) -> list[nn.Module]:
     flipped; digits are not, so MNIST is not. The PLIF paper (Fang et al., ICCV 2021; its
     code's ``get_transforms``) trains Fashion-MNIST without augmentation, so ``augment: false``
     reproduces that setting, and MNIST with a random affine (30 degrees, 15 % shift, scale 0.85-1.11).
+    ``crop_padding`` replaces the dataset's shift (``DEFAULT_CROP_PADDING``); 0 leaves the crop out
+    (flips only, where the dataset flips). ImageNet's random resized crop ignores it.
     """
-    side = STATIC_DATASETS[dataset].side
-    if dataset == "digits":
-        # Shift by at most one pixel; digits are not mirror symmetric, so no flip.
-        return [v2.RandomCrop(side, padding=1)]
-    if dataset == "mnist":
-        return [v2.RandomCrop(side, padding=2)]
-    if dataset == "fashion_mnist":
-        return [v2.RandomCrop(side, padding=2), v2.RandomHorizontalFlip()]
     if dataset == "imagenet":
         return [v2.RandomResizedCrop(image_size), v2.RandomHorizontalFlip()]
-    return [v2.RandomCrop(side, padding=4), v2.RandomHorizontalFlip()]
+    side = STATIC_DATASETS[dataset].side
+    padding = DEFAULT_CROP_PADDING[dataset] if crop_padding is None else crop_padding
+    steps: list[nn.Module] = [v2.RandomCrop(side, padding=padding)] if padding > 0 else []
+    # Digits are not mirror symmetric, so the digit datasets are not flipped.
+    if dataset not in ("digits", "mnist"):
+        steps.append(v2.RandomHorizontalFlip())
+    return steps
 
 
 def image_transform(
@@ -81,6 +85,7 @@ def image_transform(
     auto_augment: bool = False,
     cutout_size: int = 0,
     image_size: int = 224,
+    crop_padding: int | None = None,
 ) -> v2.Compose:
     """Return the pipeline from a PIL image or ``[C, H, W]`` tensor to a normalised float32 tensor.
 
@@ -92,7 +97,7 @@ def image_transform(
     if dataset == "imagenet" and not (train and augment):
         steps += [v2.Resize(round(image_size / 0.875)), v2.CenterCrop(image_size)]
     if train and augment:
-        steps += _augmentation(dataset, image_size)
+        steps += _augmentation(dataset, image_size, crop_padding)
     if train and auto_augment:
         policy = v2.AutoAugmentPolicy.IMAGENET if dataset == "imagenet" else v2.AutoAugmentPolicy.CIFAR10
         steps.append(v2.AutoAugment(policy))

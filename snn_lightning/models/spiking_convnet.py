@@ -6,7 +6,7 @@ train), ``plif_net`` (Fang et al., ICCV 2021, the PLIF paper's (Fashion-)MNIST n
 with pooling, dropout, FC 2048) and ``vgg_small`` (a VGG-style stack 64-64-M-128-128-M-256-256-M,
 FC 512). Unlike a ResNet's global mean, the readout keeps a small spatial map
 (``head_grid``×``head_grid``) of the last spikes, which is where most of the accuracy on 28×28
-images comes from (README, "Why the quickstart was at 75 %").
+images comes from (README, "Why the quickstart trained to 75 %").
 """
 
 from __future__ import annotations
