@@ -61,7 +61,11 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> tuple[str, in
     variant = VARIANTS[name]
     L.seed_everything(seed, verbose=False)
     data = StaticImageDataModule(
-        dataset=args.dataset, root=args.root, val_fraction=0.1, num_workers=0, **{**FORMER_DATA, **variant.get("data", {})}
+        dataset=args.dataset,
+        root=args.root,
+        val_fraction=0.1,
+        num_workers=0,
+        **{**FORMER_DATA, **variant.get("data", {})},
     )
     epochs = args.epochs
     model = SNNClassifier(
@@ -96,7 +100,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batches", type=int, default=140, help="training batches per epoch (140 × 64 ≈ 9,000 images)")
     parser.add_argument("--jobs", type=int, default=2, help="variants trained at once, one thread each")
-    parser.add_argument("--smoke", action="store_true", help="the embedded digits, 3 batches, 1 epoch: checks the script runs")
+    parser.add_argument(
+        "--smoke", action="store_true", help="the embedded digits, 3 batches, 1 epoch: checks the script runs"
+    )
     args = parser.parse_args()
     args.dataset = "fashion_mnist"
     if args.smoke:

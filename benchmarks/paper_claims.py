@@ -131,7 +131,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--width", type=float, default=1.0, help="student width multiplier")
     parser.add_argument("--batch-size", type=int, default=64, help="training batch size of teacher and students")
     parser.add_argument(
-        "--crop-padding", type=int, default=0, help="shift of the random training crop (0: flips only, the quickstart's)"
+        "--crop-padding",
+        type=int,
+        default=0,
+        help="shift of the random training crop (0: flips only, the quickstart's)",
     )
     parser.add_argument(
         "--optimizer",

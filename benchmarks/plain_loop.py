@@ -155,15 +155,24 @@ def compare(args: argparse.Namespace) -> None:
     """Train each network for the same steps with the plain loop and with ``snn-lightning fit``; print speeds and ratios."""
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(Path(__file__).parent)}
     args.root = str(Path(args.root).resolve())  # both runs start in a folder of their own
-    print(f"{args.steps} steps of batch {args.batch_size} ({args.skip} warm-up steps untimed), {torch.get_num_threads()} threads")
-    print("| network | plain loop images/s | snn-lightning images/s | ratio | plain peak MiB | snn-lightning peak MiB |")
+    print(
+        f"{args.steps} steps of batch {args.batch_size} ({args.skip} warm-up steps untimed), {torch.get_num_threads()} threads"
+    )
+    print(
+        "| network | plain loop images/s | snn-lightning images/s | ratio | plain peak MiB | snn-lightning peak MiB |"
+    )
     print("|---|---|---|---|---|---|")
     for network in args.networks:
         steps = args.steps if network == "convnet2" else max(args.skip + 2, args.steps // 4)
         own = [sys.executable, __file__, "train", "--network", network, "--steps", str(steps), "--skip", str(args.skip)]
         own += ["--root", args.root, "--batch-size", str(args.batch_size), "--write-result"]
         plain, plain_memory = run_measured(own, env)
-        fit = [str(Path(sys.executable).with_name("snn-lightning")), "fit", "--config", str(REPO / "configs/quickstart_fashion.yaml")]
+        fit = [
+            str(Path(sys.executable).with_name("snn-lightning")),
+            "fit",
+            "--config",
+            str(REPO / "configs/quickstart_fashion.yaml"),
+        ]
         fit += ["--data.root", args.root, "--data.batch_size", str(args.batch_size), "--trainer.max_steps", str(steps)]
         fit += ["--trainer.limit_val_batches", "0", "--model.arch", network, "--trainer.default_root_dir", "runs"]
         fit += ["--trainer.logger.init_args.save_dir", "runs"]
@@ -172,8 +181,11 @@ def compare(args: argparse.Namespace) -> None:
             fit += ["--model.neuron", "snn_lightning.neurons.PLIF"]
         framework, framework_memory = run_measured(fit, env)
         ratio = framework["images_per_s"] / plain["images_per_s"]
-        print(f"| {network} | {plain['images_per_s']:.0f} | {framework['images_per_s']:.0f} | {ratio:.2f}× | "
-              f"{plain_memory:.0f} | {framework_memory:.0f} |", flush=True)
+        print(
+            f"| {network} | {plain['images_per_s']:.0f} | {framework['images_per_s']:.0f} | {ratio:.2f}× | "
+            f"{plain_memory:.0f} | {framework_memory:.0f} |",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -181,14 +193,20 @@ def main() -> None:
     parser.add_argument("command", choices=["train", "compare"])
     parser.add_argument("--root", default=ROOT, help="folder of the four Fashion-MNIST IDX files")
     parser.add_argument("--network", choices=list(NETWORKS), default="convnet2", help="train: the network")
-    parser.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS), help="compare: networks")
+    parser.add_argument(
+        "--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS), help="compare: networks"
+    )
     parser.add_argument("--epochs", type=int, default=2, help="train: epochs when --steps is 0")
-    parser.add_argument("--steps", type=int, default=0, help="optimizer steps (compare: of convnet2; plif_net gets a quarter)")
+    parser.add_argument(
+        "--steps", type=int, default=0, help="optimizer steps (compare: of convnet2; plif_net gets a quarter)"
+    )
     parser.add_argument("--skip", type=int, default=10, help="warm-up steps left out of the timing")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write-result", action="store_true", help="train: also write the result to $RESULT_PATH")
-    parser.add_argument("--smoke", action="store_true", help="compare: 6 steps of batch 16 on convnet2, to check the script runs")
+    parser.add_argument(
+        "--smoke", action="store_true", help="compare: 6 steps of batch 16 on convnet2, to check the script runs"
+    )
     args = parser.parse_args()
     if args.command == "train":
         result = train_plain(args)

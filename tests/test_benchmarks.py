@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_data_static import write_mnist
-
 from conftest import REPO
+from test_data_static import write_mnist
 
 pytestmark = pytest.mark.slow
 
@@ -20,9 +19,7 @@ pytestmark = pytest.mark.slow
 def run_script(*arguments: str, cwd: Path) -> str:
     """Run a benchmark script with this Python; return its stdout, failing with its stderr."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, *arguments], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
+    result = subprocess.run([sys.executable, *arguments], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 

@@ -702,12 +702,15 @@ def test_grey_train_augmentation_is_random_and_evaluation_is_not(dataset: str, f
     assert any(not torch.equal(view, plain) for view in augmented)
 
 
-@pytest.mark.parametrize(("dataset", "padding", "steps"), [
-    ("fashion_mnist", 0, ["RandomHorizontalFlip"]),
-    ("fashion_mnist", 3, ["RandomCrop", "RandomHorizontalFlip"]),
-    ("mnist", 0, []),
-    ("cifar10", None, ["RandomCrop", "RandomHorizontalFlip"]),
-])
+@pytest.mark.parametrize(
+    ("dataset", "padding", "steps"),
+    [
+        ("fashion_mnist", 0, ["RandomHorizontalFlip"]),
+        ("fashion_mnist", 3, ["RandomCrop", "RandomHorizontalFlip"]),
+        ("mnist", 0, []),
+        ("cifar10", None, ["RandomCrop", "RandomHorizontalFlip"]),
+    ],
+)
 def test_crop_padding_sets_or_removes_the_random_shift(dataset: str, padding: int | None, steps: list[str]) -> None:
     train = image_transform(dataset, train=True, crop_padding=padding)
     random_steps = [step for step in train.transforms if type(step).__name__.startswith("Random")]

@@ -1,8 +1,8 @@
 """Network architectures as plain ``nn.Module``s: spiking ResNets and CNNs, STAA, their ANN teachers (no Lightning)."""
 
 from snn_lightning.models.ann_resnet import ANN_ARCHITECTURES, ANNArchitecture, ANNResNet, ann_resnet18, ann_resnet34
-from snn_lightning.models.complexity import Complexity, measure_complexity
 from snn_lightning.models.architectures import SPIKING_ARCHITECTURES, SpikingArchitecture
+from snn_lightning.models.complexity import Complexity, measure_complexity
 from snn_lightning.models.spiking_convnet import CONVNET_LAYOUTS, SpikingConvNet, TimeSharedDropout
 from snn_lightning.models.spiking_resnet import (
     SPIKING_RESNETS,

@@ -164,7 +164,10 @@ class SpikingConvNet(nn.Module):
         head: list[nn.Module] = []
         width_in = channels * head_grid * head_grid
         for width in map(scale, hidden):
-            head += [TimeSharedDropout(dropout), SpikingLinear(width_in, width, next(stage_neurons).build(width, time_steps))]
+            head += [
+                TimeSharedDropout(dropout),
+                SpikingLinear(width_in, width, next(stage_neurons).build(width, time_steps)),
+            ]
             width_in = width
         self.hidden = nn.Sequential(*head, TimeSharedDropout(dropout))
         self.fc = nn.Linear(width_in, num_classes)

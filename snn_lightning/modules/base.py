@@ -192,7 +192,9 @@ def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int) -> floa
     """Return the learning-rate factor of ``step``: linear from 1/(w+1) to 1 over ``w`` warm-up steps, then cosine to 0 at ``total_steps``."""
     if step < warmup_steps:
         return (step + 1) / (warmup_steps + 1)
-    return 0.5 * (1 + math.cos(math.pi * min(step - warmup_steps, total_steps - warmup_steps) / (total_steps - warmup_steps)))
+    return 0.5 * (
+        1 + math.cos(math.pi * min(step - warmup_steps, total_steps - warmup_steps) / (total_steps - warmup_steps))
+    )
 
 
 def weight_decay_groups(module: nn.Module) -> list[dict[str, Any]]:
