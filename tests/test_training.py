@@ -6,10 +6,11 @@ import lightning as L
 import pytest
 import torch
 
-from snn_lightning.data import load_digits
+from snn_lightning.data import StaticImageDataModule, load_digits
 from snn_lightning.distill.losses import mean_ce, per_step_ce
 from snn_lightning.errors import ConfigurationError
 from snn_lightning.modules import ANNClassifier, SNNClassifier
+from snn_lightning.modules.schedule import start_schedule
 from snn_lightning.neurons import PLIF
 
 
@@ -57,25 +58,34 @@ def test_neuron_template_is_used_in_every_layer():
     assert len({id(p.w) for p in plifs}) == len(plifs)
 
 
-def test_default_optimizer_is_sgd_with_cosine_to_zero_over_every_step(tmp_path, steps_per_epoch):
-    steps_per_epoch(10)
+def test_default_optimizer_is_sgd_with_cosine_to_zero_over_every_step(tmp_path):
     _, configured = configured_with(tmp_path, max_epochs=7)
-    optimizer, schedule = configured["optimizer"], configured["lr_scheduler"]
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
     assert isinstance(optimizer, torch.optim.SGD)
     assert optimizer.defaults["lr"] == 0.1 and optimizer.defaults["momentum"] == 0.9
     assert optimizer.defaults["weight_decay"] == 5e-4
-    assert schedule["interval"] == "step", "a short run stepped per epoch never goes below half the rate"
-    rates = run_schedule(optimizer, schedule["scheduler"], 70)
+    assert start_schedule(scheduler, 70) == "step", "a short run stepped per epoch never goes below half the rate"
+    rates = run_schedule(optimizer, scheduler, 70)
     assert rates[0] == pytest.approx(0.1) and rates[35] == pytest.approx(0.05)
     assert rates[69] == pytest.approx(0.05 * (1 + math.cos(math.pi * 69 / 70)))
 
 
-def test_without_a_step_count_the_default_schedule_steps_per_epoch(tmp_path, steps_per_epoch):
-    steps_per_epoch(float("inf"))  # an iterable dataset without a length
+def test_without_a_step_count_the_default_schedule_steps_per_epoch(tmp_path):
     _, configured = configured_with(tmp_path, max_epochs=4)
-    assert configured["lr_scheduler"]["interval"] == "epoch"
-    rates = run_schedule(configured["optimizer"], configured["lr_scheduler"]["scheduler"], 4)
+    scheduler = configured["lr_scheduler"]["scheduler"]
+    assert start_schedule(scheduler, float("inf")) == "epoch"  # an iterable dataset without a length
+    rates = run_schedule(configured["optimizer"], scheduler, 4)
     assert rates == pytest.approx([0.1, 0.05 * (1 + 0.5**0.5), 0.05, 0.05 * (1 - 0.5**0.5)])
+
+
+def test_a_resumed_schedule_starts_at_the_rate_of_its_step(tmp_path):
+    _, configured = configured_with(tmp_path, max_epochs=2)
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    state = scheduler.state_dict()
+    state["last_epoch"] = 5  # as restored from a checkpoint written after 5 of 10 steps
+    scheduler.load_state_dict(state)
+    start_schedule(scheduler, 10)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05) and scheduler.get_last_lr() == pytest.approx([0.05])
 
 
 def test_configured_optimizer_and_scheduler_factories_are_used():
@@ -107,29 +117,17 @@ def run_schedule(optimizer, scheduler, steps: int) -> list[float]:
     return rates
 
 
-@pytest.fixture
-def steps_per_epoch(monkeypatch):
-    """Set the trainer's count of optimizer steps per epoch, which a trainer without data cannot know."""
-
-    def set_steps(steps: float) -> None:
-        monkeypatch.setattr(
-            L.Trainer, "estimated_stepping_batches", property(lambda trainer: steps * trainer.max_epochs)
-        )
-
-    return set_steps
-
-
-def test_warm_up_then_cosine_by_hand(tmp_path, steps_per_epoch):
-    steps_per_epoch(2)
+def test_warm_up_then_cosine_by_hand(tmp_path):
     _, configured = configured_with(tmp_path, max_epochs=6, warmup_epochs=2)
-    rates = run_schedule(configured["optimizer"], configured["lr_scheduler"]["scheduler"], 12)
+    scheduler = configured["lr_scheduler"]["scheduler"]
+    start_schedule(scheduler, 12)  # 2 steps per epoch
+    rates = run_schedule(configured["optimizer"], scheduler, 12)
     # 0.1 × (1/5 … 4/5) over the 4 warm-up steps, then 0.1 × ½(1 + cos(π s/8)) for s = 0..7.
     expected = [0.1 * k / 5 for k in range(1, 5)] + [0.05 * (1 + math.cos(math.pi * s / 8)) for s in range(8)]
     assert rates == pytest.approx(expected)
 
 
-def test_warm_up_errors_name_the_fix(tmp_path, steps_per_epoch):
-    steps_per_epoch(2)
+def test_warm_up_errors_name_the_fix(tmp_path):
     with pytest.raises(ConfigurationError, match="warmup_epochs must be >= 0, got -1"):
         small_snn(warmup_epochs=-1)
     with pytest.raises(ConfigurationError, match=r"warmup_epochs \(3\) must be below trainer.max_epochs \(3\)"):
@@ -141,8 +139,7 @@ def test_warm_up_errors_name_the_fix(tmp_path, steps_per_epoch):
         configured_with(tmp_path, max_epochs=5, warmup_epochs=1, lr_scheduler=step)
 
 
-def test_norms_biases_neuron_parameters_and_position_encodings_get_no_weight_decay(tmp_path, steps_per_epoch):
-    steps_per_epoch(2)
+def test_norms_biases_neuron_parameters_and_position_encodings_get_no_weight_decay(tmp_path):
     from snn_lightning.models import STAA
 
     model, configured = configured_with(tmp_path, max_epochs=2, neuron=STAA(), exempt_from_weight_decay=True)
@@ -195,3 +192,26 @@ def test_ann_classifier_logits_and_loss():
     targets = torch.tensor([0, 6])
     torch.testing.assert_close(model.loss(outputs, targets), torch.nn.functional.cross_entropy(outputs, targets))
     assert torch.equal(model.class_logits(outputs), outputs)
+
+
+def test_a_fit_moves_the_default_schedule_at_every_step(tmp_path):
+    rates = []
+
+    class RecordRate(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    model = small_snn()
+    data = StaticImageDataModule(dataset="digits", batch_size=16)
+    trainer = L.Trainer(
+        max_epochs=2,
+        limit_train_batches=3,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[RecordRate()],
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, datamodule=data)
+    assert rates == pytest.approx([0.05 * (1 + math.cos(math.pi * step / 6)) for step in range(6)])

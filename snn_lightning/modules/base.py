@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import math
 from typing import Any
 
 import lightning as L
@@ -15,8 +13,9 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from snn_lightning.errors import ConfigurationError
 from snn_lightning.models.staa import TemporalPositionEncoding
+from snn_lightning.modules.schedule import WarmupCosine, start_schedule
 
-__all__ = ["ClassifierModule", "warmup_cosine_factor", "weight_decay_groups"]
+__all__ = ["ClassifierModule", "weight_decay_groups"]
 
 STAGES = ("train", "val", "test")
 
@@ -132,13 +131,6 @@ class ClassifierModule(L.LightningModule):
                 f"e.g. lr >= 0 (0.1 for SGD), weight_decay >= 0"
             ) from error
 
-    def _schedule_length(self, max_epochs: int) -> tuple[int, str]:
-        """Return the default schedule's length and unit: the fit's optimizer steps when the trainer can count them, else epochs."""
-        steps = self.trainer.estimated_stepping_batches
-        if math.isfinite(steps) and steps >= max_epochs:
-            return int(steps), "step"
-        return max_epochs, "epoch"
-
     @property
     def lr(self) -> float:
         """The learning rate training starts from: the optimizer's, or the one set here (e.g. by Lightning's LR finder)."""
@@ -149,6 +141,12 @@ class ClassifierModule(L.LightningModule):
     @lr.setter
     def lr(self, value: float) -> None:
         self._lr = float(value)
+
+    def on_train_start(self) -> None:
+        """Fit the default schedule to this fit's optimizer steps, which the trainer counts once the train loader is built."""
+        for config in self.trainer.lr_scheduler_configs:
+            if isinstance(getattr(config.scheduler, "lr_lambdas", [None])[0], WarmupCosine):
+                config.interval = start_schedule(config.scheduler, self.trainer.estimated_stepping_batches)
 
     def configure_optimizers(self):
         """The configured optimizer and schedule; unless a scheduler is configured, cosine to 0 over ``max_epochs``, after any warm-up.
@@ -175,26 +173,14 @@ class ClassifierModule(L.LightningModule):
                 raise ConfigurationError(
                     f"model.warmup_epochs ({self.warmup_epochs}) must be below trainer.max_epochs ({max_epochs})"
                 )
-            total, interval = self._schedule_length(max_epochs)
-            factor = functools.partial(
-                warmup_cosine_factor, warmup_steps=round(self.warmup_epochs * total / max_epochs), total_steps=total
-            )
-            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(self.warmup_epochs, max_epochs))
         else:
             return optimizer
-        schedule = {"scheduler": scheduler, "interval": "epoch" if self.lr_scheduler_factory else interval}
+        # The default schedule's interval becomes "step" when training starts (on_train_start).
+        schedule = {"scheduler": scheduler, "interval": "epoch"}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             schedule["monitor"] = "val/acc" if scheduler.mode == "max" else "val/loss"
         return {"optimizer": optimizer, "lr_scheduler": schedule}
-
-
-def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int) -> float:
-    """Return the learning-rate factor of ``step``: linear from 1/(w+1) to 1 over ``w`` warm-up steps, then cosine to 0 at ``total_steps``."""
-    if step < warmup_steps:
-        return (step + 1) / (warmup_steps + 1)
-    return 0.5 * (
-        1 + math.cos(math.pi * min(step - warmup_steps, total_steps - warmup_steps) / (total_steps - warmup_steps))
-    )
 
 
 def weight_decay_groups(module: nn.Module) -> list[dict[str, Any]]:
