@@ -164,6 +164,12 @@ def parse_args() -> argparse.Namespace:
         choices=[m.name for m in METHODS],
         help="methods to run; rows of other methods that an earlier run with the same settings wrote to --out are kept",
     )
+    parser.add_argument(
+        "--precision",
+        choices=("32-true", "bf16-mixed"),
+        default="32-true",
+        help="Lightning precision of every training run (bf16-mixed: about 1.6x the images/s on CPUs with AVX-512-BF16)",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="runs trained at once, each with cores/jobs threads")
     parser.add_argument(
         "--out", default="benchmarks/results/paper_claims", help="folder of the teacher cache and the tables"
@@ -190,11 +196,12 @@ def fashion_mnist(args: argparse.Namespace, download: bool = False, subset: bool
     return data
 
 
-def quiet_trainer(**options) -> L.Trainer:
-    """Return a CPU trainer that logs, checkpoints and validates nothing."""
+def quiet_trainer(precision: str, **options) -> L.Trainer:
+    """Return a CPU trainer at ``precision`` that logs, checkpoints and validates nothing."""
     return L.Trainer(
         accelerator="cpu",
         devices=1,
+        precision=precision,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -207,6 +214,8 @@ def quiet_trainer(**options) -> L.Trainer:
 def teacher_path(args: argparse.Namespace) -> Path:
     """Return the cache file of the teacher these settings train."""
     settings = dict(width=args.teacher_width, epochs=args.teacher_epochs, batch=args.batch_size, seed=0)
+    if args.precision != "32-true":
+        settings["precision"] = args.precision
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     return Path(args.out) / f"teacher-resnet18-w{args.teacher_width:g}-{key}.ckpt"
 
@@ -220,7 +229,7 @@ def train_teacher(args: argparse.Namespace) -> tuple[Path, float]:
         teacher = ANNClassifier(
             arch="resnet18", num_classes=10, in_channels=1, stem="cifar", width_multiplier=args.teacher_width
         )
-        trainer = quiet_trainer(max_epochs=args.teacher_epochs, callbacks=[EpochSeed(0)])
+        trainer = quiet_trainer(args.precision, max_epochs=args.teacher_epochs, callbacks=[EpochSeed(0)])
         trainer.fit(teacher, datamodule=data)
         path.parent.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(path, weights_only=True)
@@ -300,6 +309,7 @@ def run(method: Method, seed: int, args: argparse.Namespace, teacher: str, init:
             feature_elements = teacher_network.forward_features(torch.zeros(1, 1, 28, 28))[0].numel()
     data = fashion_mnist(args, subset=True)
     trainer = quiet_trainer(
+        args.precision,
         max_epochs=args.epochs,
         callbacks=[*KD_METHODS[method.kd](feature_elements), EpochSeed(seed)],
     )
@@ -409,7 +419,7 @@ def main() -> None:
     header = (
         f"Fashion-MNIST test accuracy (10,000 images). Students {args.arch} ×{args.width:g}, T={TIME_STEPS}, LIF, "
         f"{args.epochs} epochs of a fixed {args.train_images:,}-image stratified subset, batch {args.batch_size}, crop padding {args.crop_padding}, {args.optimizer} lr {args.lr:g} "
-        f"cosine; teacher ANN ResNet-18 ×{args.teacher_width:g} ({args.teacher_checkpoint or f'{args.teacher_epochs} epochs'}), test acc "
+        f"cosine, {args.precision}; teacher ANN ResNet-18 ×{args.teacher_width:g} ({args.teacher_checkpoint or f'{args.teacher_epochs} epochs'}), test acc "
         f"{100 * teacher_accuracy:.2f} %; τ 4, α 0.5, λ 0.01; seeds {' '.join(map(str, args.seeds))}; "
         f"{minutes:.1f} min in all on {os.cpu_count()} cores ({args.jobs} runs at once)"
         + (

@@ -47,3 +47,17 @@ def test_fashion_diagnosis_smoke_prints_a_row_per_variant(tmp_path: Path) -> Non
     output = run_script(str(REPO / "benchmarks/fashion_diagnosis.py"), "--smoke", cwd=tmp_path)
     rows = dict(re.findall(r"\| (\w+) \| (0\.\d{4}|1\.0000) \|", output))
     assert set(rows) == {"former", "convnet2_new_recipe"}, output
+
+
+def test_paper_claims_smoke_trains_teacher_and_students_and_writes_the_tables(tmp_path: Path) -> None:
+    write_mnist(tmp_path / "data", train=64, test=20)
+    arguments = ["--root", "data", "--seeds", "0", "--epochs", "1", "--teacher-epochs", "1", "--batch-size", "16"]
+    arguments += ["--methods", "CE", "classical KD", "--jobs", "1", "--precision", "bf16-mixed", "--out", "out"]
+    output = run_script(str(REPO / "benchmarks/paper_claims.py"), *arguments, cwd=tmp_path)
+    accuracies = dict(re.findall(r"^\| (CE|classical KD) \| (\d+\.\d\d) \|", output, re.MULTILINE))
+    assert set(accuracies) == {"CE", "classical KD"}, output
+    # Every accuracy is a share of the 20 test images.
+    assert all(float(value) * 20 / 100 == pytest.approx(round(float(value) * 20 / 100)) for value in accuracies.values())
+    assert "| classical KD − CE |" in output and "bf16-mixed" in output
+    assert (tmp_path / "out/paper_claims.md").read_text().strip() in output
+    assert len(list((tmp_path / "out").glob("teacher-resnet18-*.ckpt"))) == 1, "the teacher is cached"
