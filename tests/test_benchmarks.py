@@ -57,7 +57,9 @@ def test_paper_claims_smoke_trains_teacher_and_students_and_writes_the_tables(tm
     accuracies = dict(re.findall(r"^\| (CE|classical KD) \| (\d+\.\d\d) \|", output, re.MULTILINE))
     assert set(accuracies) == {"CE", "classical KD"}, output
     # Every accuracy is a share of the 20 test images.
-    assert all(float(value) * 20 / 100 == pytest.approx(round(float(value) * 20 / 100)) for value in accuracies.values())
+    assert all(
+        float(value) * 20 / 100 == pytest.approx(round(float(value) * 20 / 100)) for value in accuracies.values()
+    )
     assert "| classical KD − CE |" in output and "bf16-mixed" in output
     assert (tmp_path / "out/paper_claims.md").read_text().strip() in output
     assert len(list((tmp_path / "out").glob("teacher-resnet18-*.ckpt"))) == 1, "the teacher is cached"
