@@ -213,9 +213,9 @@ def quiet_trainer(precision: str, **options) -> L.Trainer:
 
 def teacher_path(args: argparse.Namespace) -> Path:
     """Return the cache file of the teacher these settings train."""
-    settings = dict(width=args.teacher_width, epochs=args.teacher_epochs, batch=args.batch_size, seed=0)
-    if args.precision != "32-true":
-        settings["precision"] = args.precision
+    settings = dict(
+        width=args.teacher_width, epochs=args.teacher_epochs, batch=args.batch_size, seed=0, precision=args.precision
+    )
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     return Path(args.out) / f"teacher-resnet18-w{args.teacher_width:g}-{key}.ckpt"
 
@@ -347,15 +347,16 @@ def tables(results: list[dict], args: argparse.Namespace, header: str) -> str:
     for name in methods:
         values = [by[name, s][final] for s in seeds]
         lines.append(f"| {name} | {' | '.join(f'{100 * v:.2f}' for v in values)} | {mean_std(values)} |")
-    lines += [
-        "",
-        f"| paired difference (points) | {' | '.join(f'seed {s}' for s in seeds)} | mean ± std |",
-        "|---|" + "---|" * (len(seeds) + 1),
-    ]
-    for first, second in PAIRS:
-        if first in methods and second in methods:
-            gaps = [by[first, s][final] - by[second, s][final] for s in seeds]
-            lines.append(f"| {first} − {second} | {' | '.join(f'{100 * g:+.2f}' for g in gaps)} | {mean_std(gaps)} |")
+    pairs = [(first, second) for first, second in PAIRS if first in methods and second in methods]
+    if pairs:
+        lines += [
+            "",
+            f"| paired difference (points) | {' | '.join(f'seed {s}' for s in seeds)} | mean ± std |",
+            "|---|" + "---|" * (len(seeds) + 1),
+        ]
+    for first, second in pairs:
+        gaps = [by[first, s][final] - by[second, s][final] for s in seeds]
+        lines.append(f"| {first} − {second} | {' | '.join(f'{100 * g:+.2f}' for g in gaps)} | {mean_std(gaps)} |")
     lines += [
         "",
         "| trained at T=4, evaluated after | " + " | ".join(f"T={t}" for t in (1, 2, 4)) + " |",
