@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 from snn_lightning.errors import ConfigurationError
@@ -127,6 +128,9 @@ class ANNResNet(nn.Module):
         self.fc = nn.Linear(channels, num_classes)
         self.num_classes = num_classes
         init_resnet_weights(self)
+        # Channels-last weights make every convolution emit channels-last activations: on the CPU a
+        # bfloat16 training step runs about 1.2x faster (README, "Fashion-MNIST"); checkpoints load either way.
+        self.to(memory_format=torch.channels_last)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Return the last stage's output ``[B, 512·width_multiplier, h, w]`` (before pooling) for images ``[B, C, H, W]``."""
