@@ -248,6 +248,17 @@ def test_ann_imagenet_stem_loads_torchvision_weights(builder, reference: str) ->
         torch.testing.assert_close(model(image), torchvision_model(image))
 
 
+def test_ann_keeps_channels_last_weights_after_loading_contiguous_ones() -> None:
+    torchvision_model = torchvision.models.resnet18(num_classes=7).eval()
+    model = ann_resnet18(7, stem="imagenet").eval()
+    model.load_state_dict(torchvision_model.state_dict())
+    assert model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert model.layer4[1].conv2.weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        features = model.forward_features(torch.randn(1, 3, 64, 64))
+    assert features.is_contiguous(memory_format=torch.channels_last)
+
+
 @pytest.mark.parametrize("stem", ["cifar", "imagenet"])
 def test_ann_shapes(stem: str) -> None:
     model = ann_resnet18(5, in_channels=2, stem=stem)
