@@ -15,7 +15,7 @@ TORCH_INDEX ?=
 PIP_INDEX := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple)
 INSTALLED := $(VENV)/.installed
 
-.PHONY: quickstart quickstart-fashion fashion-teacher fashion-best quickstart-staa quickstart-dvs quickstart-kd notebooks test lint format install clean distclean
+.PHONY: quickstart quickstart-fashion fashion-teacher fashion-best fashion-best-tser quickstart-staa quickstart-dvs quickstart-kd notebooks test lint format install clean distclean
 
 # Fit configs/$(1).yaml, then test the new run's best checkpoint.
 define fit_and_test
@@ -44,6 +44,10 @@ fashion-teacher: $(INSTALLED)
 # The long Fashion-MNIST recipe (target: >= 94 % within 2 hours on 2 cores).
 fashion-best: $(INSTALLED)
 	$(call fit_and_test,fashion_mnist_best)
+
+# The long recipe with TSER distillation from the teacher (run `make fashion-teacher` first).
+fashion-best-tser: $(INSTALLED)
+	$(call fit_and_test,fashion_mnist_best_tser)
 
 quickstart-staa: $(INSTALLED)
 	$(call fit_and_test,quickstart_staa)

@@ -55,10 +55,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="worker counts to measure")
     args = parser.parse_args()
     config = yaml.safe_load(QUICKSTART_DVS.read_text())
-    time_steps = args.time_steps or config["model"]["init_args"]["time_steps"]
-    settings = config["data"]["init_args"] | {"time_steps": time_steps}
+    frames = args.time_steps or config["model"]["init_args"]["time_steps"]
+    settings = config["data"]["init_args"] | {"frames": frames}
     rows = [(workers, measure(settings, workers)) for workers in args.workers]
-    print(f"\nsaccade digits train split, T={settings['time_steps']}, batch {settings['batch_size']} (samples/s)")
+    print(f"\nsaccade digits train split, T={settings['frames']}, batch {settings['batch_size']} (samples/s)")
     print(f"{'workers':>8} {'cold':>10} {'build':>10} {'warm':>10}")
     for workers, rates in rows:
         print(f"{workers:>8} {rates['cold']:>10.0f} {rates['build']:>10.0f} {rates['warm']:>10.0f}")

@@ -123,7 +123,7 @@ def parse_args() -> argparse.Namespace:
 
 def digits(args: argparse.Namespace) -> StaticImageDataModule:
     """Return the digits data module; validation is off, the test split measures."""
-    data = StaticImageDataModule(dataset="digits", batch_size=args.batch_size, time_steps=4, val_fraction=0.0)
+    data = StaticImageDataModule(dataset="digits", batch_size=args.batch_size, val_fraction=0.0)
     data.setup("fit")
     return data
 

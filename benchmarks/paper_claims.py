@@ -184,7 +184,6 @@ def fashion_mnist(args: argparse.Namespace, download: bool = False, subset: bool
         root=args.root,
         download=download,
         batch_size=args.batch_size,
-        time_steps=TIME_STEPS,
         val_fraction=0.0,
         crop_padding=args.crop_padding,
     )
@@ -261,7 +260,7 @@ def student(method: Method, args: argparse.Namespace, teacher: str) -> SNNClassi
         time_steps=TIME_STEPS,
         width_multiplier=args.width,
         loss=method.loss,
-        neuron=STAA(max_time_steps=TIME_STEPS) if method.staa else None,
+        neuron=STAA() if method.staa else None,
         optimizer=optimizer,
     )
     if method.distils:
@@ -288,9 +287,9 @@ def check_causal(model: SNNClassifier, data: StaticImageDataModule, full: torch.
     images, _ = next(iter(data.test_dataloader()))
     with torch.no_grad():
         for steps in (1, 2):
-            model.time_steps = steps
+            model.eval_time_steps = steps
             torch.testing.assert_close(model(images), full[:steps, : len(images)], rtol=1e-4, atol=1e-4)
-    model.time_steps = TIME_STEPS
+    model.eval_time_steps = None
 
 
 def run(method: Method, seed: int, args: argparse.Namespace, teacher: str, init: dict, threads: int) -> dict:

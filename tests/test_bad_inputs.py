@@ -11,11 +11,11 @@ import lightning as L
 import pytest
 import torch
 from conftest import REPO
-from test_data_static import TouchesMarker, write_cifar
+from helpers import TouchesMarker, run_main, write_cifar
 from torch import nn
 
 from snn_lightning.callbacks.safety import NaNGuard
-from snn_lightning.cli import SNNLightningCLI, main
+from snn_lightning.cli import SNNLightningCLI
 from snn_lightning.errors import ConfigurationError, NonFiniteLossError
 from snn_lightning.models import ANN_ARCHITECTURES, spiking_resnet20
 
@@ -84,13 +84,6 @@ def trained_checkpoint(tmp_path_factory):
         patch.chdir(folder)
         SNNLightningCLI(args=["fit", "--config", QUICKSTART, *TINY])
     return folder / "logs" / "quickstart" / "latest" / "checkpoints" / "last.ckpt"
-
-
-def run_main(args, capsys):
-    """Run the CLI in-process; return (exit code, stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    return exit_info.value.code, capsys.readouterr().err
 
 
 # (case, arguments with {files}/{checkpoint} placeholders, fragments the error line must contain)
@@ -349,7 +342,7 @@ CASES = [
 def test_bad_input_gives_one_clear_error(case, args, fragments, files, request, capsys, in_tmp_dir):
     checkpoint = request.getfixturevalue("trained_checkpoint") if "{checkpoint}" in args else None
     args = [arg.format(files=files, checkpoint=checkpoint) for arg in args]
-    code, err = run_main(args, capsys)
+    code, _, err = run_main(args, capsys)
     lines = [line for line in err.splitlines() if line.startswith("error: ")]
     assert code == 2, err[-2000:]
     assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
@@ -361,7 +354,7 @@ def test_bad_input_gives_one_clear_error(case, args, fragments, files, request, 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_a_gpu_accelerator_without_a_gpu_gives_one_line(capsys, in_tmp_dir):
-    code, err = run_main(["fit", "--config", QUICKSTART, "--trainer.accelerator", "gpu"], capsys)
+    code, _, err = run_main(["fit", "--config", QUICKSTART, "--trainer.accelerator", "gpu"], capsys)
     assert code == 2 and "Traceback" not in err
     assert "error: trainer.accelerator is gpu but this machine has no such device" in err
     assert "use --trainer.accelerator cpu, or auto" in err
@@ -395,7 +388,7 @@ def test_wandb_without_login_or_network_names_both_fixes(tmp_path):
 def test_a_full_disk_is_reported_before_the_first_epoch(capsys, in_tmp_dir, monkeypatch):
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2**30, 2**30 - 2**20, 2**20))
-    code, err = run_main(["fit", "--config", QUICKSTART], capsys)
+    code, _, err = run_main(["fit", "--config", QUICKSTART], capsys)
     assert code == 2
     assert "only 1 MiB are free on the disk of output folder" in err and "needs about" in err
     assert not (in_tmp_dir / "logs").exists()
@@ -480,7 +473,7 @@ def test_the_cli_stops_a_diverging_run_with_one_line(capsys, in_tmp_dir):
         "--trainer.limit_train_batches",
         "6",
     ]
-    code, err = run_main(args, capsys)
+    code, _, err = run_main(args, capsys)
     assert code == 2
     assert "error: non-finite loss: train/loss=nan at global step" in err
     assert "training stopped before this step changed the weights" in err and "Traceback" not in err

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from test_data_static import write_mnist
+from helpers import write_mnist
 
 pytestmark = pytest.mark.slow
 

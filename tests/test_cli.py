@@ -1,7 +1,6 @@
 """The `snn-lightning` command: help, every config parses and instantiates, links, clean errors."""
 
 import ast
-import logging
 import os
 import subprocess
 import sys
@@ -10,21 +9,13 @@ from importlib.metadata import version
 import pytest
 import yaml
 from conftest import CONFIGS, REPO
-from test_data_events import write_nmnist
+from helpers import cli_modes, run_main, write_nmnist
 
 from snn_lightning.cli import SNNLightningCLI, main
 from snn_lightning.data import EventDataModule, StaticImageDataModule
 from snn_lightning.modules import ANNClassifier, SNNClassifier
 
 QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
-
-
-def run_main(args, capsys):
-    """Run the CLI in-process; return (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 def test_help_lists_the_subcommands(capsys):
@@ -97,20 +88,9 @@ def test_every_config_instantiates_without_touching_data(config, in_tmp_dir):
     assert isinstance(model, (SNNClassifier, ANNClassifier))
     assert model.num_classes == data.num_classes
     assert model.hparams.in_channels == data.in_channels
-    if isinstance(model, SNNClassifier):
-        assert data.time_steps == model.time_steps
+    if isinstance(data, EventDataModule):  # binned into the model's time steps, not a number of its own
+        assert data.frames is None and model.time_steps >= 1
     assert list(in_tmp_dir.iterdir()) == [], "instantiating a config must not create files"
-
-
-def cli_modes():
-    import lightning as L
-
-    return {
-        "model_class": L.LightningModule,
-        "datamodule_class": L.LightningDataModule,
-        "subclass_mode_model": True,
-        "subclass_mode_data": True,
-    }
 
 
 def test_data_classes_and_channels_are_linked_into_the_model(in_tmp_dir):
@@ -119,10 +99,11 @@ def test_data_classes_and_channels_are_linked_into_the_model(in_tmp_dir):
     assert cli.model.network.fc.out_features == 10
 
 
-def test_model_time_steps_override_reaches_network_and_data(in_tmp_dir):
-    args = ["--config", QUICKSTART, "--model.time_steps", "2", "--trainer.logger", "false"]
-    cli = SNNLightningCLI(args=args, run=False, **cli_modes())
-    assert cli.model.time_steps == 2 and cli.datamodule.time_steps == 2
+def test_model_time_steps_reach_the_network_and_eval_time_steps_the_evaluation(in_tmp_dir):
+    args = ["--config", QUICKSTART, "--model.time_steps", "2", "--model.eval_time_steps", "1"]
+    cli = SNNLightningCLI(args=[*args, "--trainer.logger", "false"], run=False, **cli_modes())
+    assert cli.model.time_steps == cli.model.network.time_steps == 2
+    assert cli.model.eval().active_time_steps == 1 and cli.model.train().active_time_steps == 2
 
 
 def test_fast_dev_run_of_the_quickstart_trains_two_steps(in_tmp_dir):
@@ -171,22 +152,32 @@ def test_fashion_quickstart_without_the_data_names_both_ways_to_get_it(capsys, i
 def test_bad_time_steps_is_a_clear_error(capsys, in_tmp_dir):
     code, _, err = run_main(["fit", "--config", QUICKSTART, "--model.time_steps", "0"], capsys)
     assert code == 2
-    assert "time_steps is 0 (linked from model.time_steps); set it to an integer >= 1" in err
+    assert "model.time_steps must be >= 1, got 0; set e.g. --model.time_steps 4" in err
     assert "Traceback" not in err
 
 
-def test_event_checkpoint_tested_at_fewer_steps_feeds_its_first_trained_frames(in_tmp_dir, caplog):
+def test_event_checkpoint_tested_at_fewer_steps_runs_its_first_trained_frames(in_tmp_dir, capsys):
     write_nmnist(in_tmp_dir, {"Train": 9, "Test": 6})
     common = ["--config", str(REPO / "configs" / "quickstart_dvs.yaml"), "--data.dataset", "nmnist"]
     common += ["--data.root", str(in_tmp_dir), "--data.val_fraction", "0", "--data.num_workers", "0"]
-    common += ["--trainer.enable_progress_bar", "false"]
+    common += ["--trainer.enable_progress_bar", "false", "--trainer.logger", "false"]
     main(["fit", *common, "--trainer.max_epochs", "1"])
-    with caplog.at_level(logging.INFO):
-        main(["test", *common, "--ckpt_path", "best", "--model.time_steps", "2"])
-    assert "evaluating the first 2 of 3 trained frames (truncate)" in caplog.text
-    # The binning came from the checkpoint before any frames were cached: no 2-frame cache was built.
+    test = ["test", *common, "--ckpt_path", "best", "--trainer.callbacks+=snn_lightning.callbacks.PerStepAccuracy"]
+    full = main_metrics(test)
+    fewer = main_metrics([*test, "--model.eval_time_steps", "2"])
+    assert fewer["test/acc"] == full["test/acc_t2"] and fewer["test/acc_t2"] == full["test/acc_t2"]
+    assert "test/acc_t3" in full and "test/acc_t3" not in fewer
+    # The data binned the recordings into the checkpoint's 3 frames both times: no 2-frame cache was built.
     caches = sorted(path.name.split("-")[1:3] for path in (in_tmp_dir / "frames_cache").iterdir())
     assert caches == [["test", "n_time_bins3"], ["train", "n_time_bins3"]]
+    code, _, err = run_main([*test, "--model.time_steps", "2"], capsys)
+    assert code == 2 and "was trained with time_steps=3" in err and "--model.eval_time_steps 2" in err
+
+
+def main_metrics(args: list[str]) -> dict[str, float]:
+    """Return the metrics of the run the CLI makes of ``args`` (subcommand first)."""
+    cli = SNNLightningCLI(args=args, **cli_modes())
+    return {name: float(value) for name, value in cli.trainer.callback_metrics.items()}
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ import tonic.dataset
 import tonic.datasets.cifar10dvs
 import torch
 from conftest import REPO
+from helpers import NMNIST_DTYPE, random_events, write_nmnist, write_nmnist_bin
 from numpy.lib.recfunctions import structured_to_unstructured
 
 from snn_lightning.callbacks import PerStepAccuracy
@@ -36,44 +37,7 @@ from snn_lightning.errors import ConfigurationError, DatasetNotFoundError
 from snn_lightning.modules import SNNClassifier
 from snn_lightning.neurons import LIF
 
-NMNIST_DTYPE = tonic.datasets.NMNIST.dtype
 GESTURE_DTYPE = tonic.datasets.DVSGesture.dtype
-
-
-def random_events(rng: np.random.Generator, count: int, width: int, height: int, dtype: np.dtype) -> np.ndarray:
-    """Return ``count`` events at random pixels and polarities, t increasing in µs."""
-    events = np.zeros(count, dtype=dtype)
-    events["x"] = rng.integers(0, width, count)
-    events["y"] = rng.integers(0, height, count)
-    events["p"] = rng.integers(0, 2, count)
-    events["t"] = np.sort(rng.integers(0, 300_000, count))
-    return events
-
-
-def write_nmnist_bin(path: Path, events: np.ndarray) -> None:
-    """Write ``events`` in N-MNIST's format: 40 bits each, x, y, polarity bit + 23-bit µs timestamp, big-endian."""
-    t = events["t"].astype(np.int64)
-    assert t.max() < 2**23, "larger timestamps need overflow events"
-    raw = np.stack(
-        [events["x"], events["y"], (events["p"] << 7) | (t >> 16), (t >> 8) & 0xFF, t & 0xFF], axis=1
-    ).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(raw.tobytes())
-
-
-def write_nmnist(root: Path, counts: dict[str, int], seed: int = 0) -> dict[str, list[np.ndarray]]:
-    """Write ``counts[part]`` recordings per part (Train/Test), labels 0, 1, 2, 0, ...; return events in file order."""
-    rng = np.random.default_rng(seed)
-    written: dict[str, list[np.ndarray]] = {}
-    for part, count in counts.items():
-        files = []
-        for i in range(count):
-            events = random_events(rng, int(rng.integers(50, 200)), 34, 34, NMNIST_DTYPE)
-            path = root / "NMNIST" / part / str(i % 3) / f"{i:05d}.bin"
-            write_nmnist_bin(path, events)
-            files.append((str(path), events))
-        written[part] = [events for _, events in sorted(files, key=lambda item: item[0])]
-    return written
 
 
 def write_dvsgesture(root: Path, folder: str, labels: list[int], seed: int = 0) -> list[np.ndarray]:
@@ -92,7 +56,7 @@ def write_dvsgesture(root: Path, folder: str, labels: list[int], seed: int = 0) 
 
 
 def nmnist_module(root: Path, **kwargs) -> EventDataModule:
-    settings = {"dataset": "nmnist", "root": str(root), "time_steps": 5, "augment": None, "val_fraction": 0.0}
+    settings = {"dataset": "nmnist", "root": str(root), "frames": 5, "augment": None, "val_fraction": 0.0}
     settings["num_workers"] = 0  # frames in this process, where the tests' monkeypatches act
     return EventDataModule(**(settings | kwargs))
 
@@ -124,7 +88,7 @@ def test_nmnist_frames_equal_tonic_to_frame(nmnist_root, binning):
 
 def test_dvsgesture_frames_equal_tonic_after_resize(tmp_path):
     written = write_dvsgesture(tmp_path, "ibmGestureTest", [3, 7, 10])
-    data = EventDataModule("dvsgesture", str(tmp_path), time_steps=4, frame_size=32, val_fraction=0.0, augment=None)
+    data = EventDataModule("dvsgesture", str(tmp_path), frames=4, frame_size=32, val_fraction=0.0, augment=None)
     data.setup("test")
     assert data.num_classes == 11 and data.in_channels == 2
     reference = tonic.transforms.Compose(
@@ -142,22 +106,22 @@ def test_dvsgesture_frames_equal_tonic_after_resize(tmp_path):
 
 def test_event_counts_are_conserved_through_framing_and_resizing():
     events = random_events(np.random.default_rng(1), 1003, 128, 128, GESTURE_DTYPE)
-    full = EventsToFrames((128, 128, 2), time_steps=10)(events)
-    small = EventsToFrames((128, 128, 2), time_steps=10, frame_size=(64, 64))(events)
+    full = EventsToFrames((128, 128, 2), frames=10)(events)
+    small = EventsToFrames((128, 128, 2), frames=10, frame_size=(64, 64))(events)
     assert full.shape == (10, 2, 128, 128) and small.shape == (10, 2, 64, 64)
     # n_event_bins: every frame holds floor(N / T) events; ToFrame leaves out the N mod T last ones.
     assert full.sum() == small.sum() == 1000
     np.testing.assert_array_equal(full.sum(axis=(1, 2, 3)), np.full(10, 100))
     # A 128 -> 64 resize sums 2x2 blocks.
     np.testing.assert_array_equal(small, full.reshape(10, 2, 64, 2, 64, 2).sum(axis=(3, 5)))
-    by_time = EventsToFrames((128, 128, 2), time_steps=10, binning="n_time_bins")(events)
+    by_time = EventsToFrames((128, 128, 2), frames=10, binning="n_time_bins")(events)
     # n_time_bins: windows end before the last timestamp, whose events ToFrame leaves out.
     assert by_time.sum() == np.sum(events["t"] < events["t"][-1])
 
 
 def test_drop_event_removes_that_fraction_of_events():
     events = random_events(np.random.default_rng(2), 1000, 34, 34, NMNIST_DTYPE)
-    frames = EventsToFrames((34, 34, 2), time_steps=1, drop_event=0.25)(events)
+    frames = EventsToFrames((34, 34, 2), frames=1, drop_event=0.25)(events)
     assert frames.sum() == 750
 
 
@@ -211,7 +175,7 @@ def write_cifar10dvs(root: Path, per_class: int, monkeypatch) -> None:
 
 def test_cifar10dvs_split_defaults_to_first_90_and_is_logged(tmp_path, monkeypatch, caplog):
     write_cifar10dvs(tmp_path, per_class=10, monkeypatch=monkeypatch)
-    data = EventDataModule("cifar10dvs", str(tmp_path), time_steps=2, frame_size=16, val_fraction=0.0, augment=None)
+    data = EventDataModule("cifar10dvs", str(tmp_path), frames=2, frame_size=16, val_fraction=0.0, augment=None)
     assert data.split_rule == "first_90"
     with caplog.at_level(logging.INFO):
         data.setup("fit")
@@ -222,7 +186,7 @@ def test_cifar10dvs_split_defaults_to_first_90_and_is_logged(tmp_path, monkeypat
     files = data._recordings("all").files
     # File-name order: "_9" sorts last in each class, so it is the test recording.
     assert all(files[i].endswith("_9.aedat4") for i in test)
-    random = EventDataModule("cifar10dvs", str(tmp_path), time_steps=2, frame_size=16, split="random_90", seed=5)
+    random = EventDataModule("cifar10dvs", str(tmp_path), frames=2, frame_size=16, split="random_90", seed=5)
     random.setup()
     assert len(random.test_set) == 10 and not np.array_equal(random.test_set.indices, test)
     # Both splits read one cache: frames are cached per recording.
@@ -240,12 +204,12 @@ def test_split_must_match_the_dataset():
 
 
 def test_cache_folder_changes_with_every_frame_setting(nmnist_root):
-    base = EventsToFrames((34, 34, 2), time_steps=10)
+    base = EventsToFrames((34, 34, 2), frames=10)
     changed = [
-        EventsToFrames((34, 34, 2), time_steps=8),
-        EventsToFrames((34, 34, 2), time_steps=10, binning="n_time_bins"),
-        EventsToFrames((34, 34, 2), time_steps=10, frame_size=(32, 32)),
-        EventsToFrames((34, 34, 2), time_steps=10, denoise_filter_time=5000),
+        EventsToFrames((34, 34, 2), frames=8),
+        EventsToFrames((34, 34, 2), frames=10, binning="n_time_bins"),
+        EventsToFrames((34, 34, 2), frames=10, frame_size=(32, 32)),
+        EventsToFrames((34, 34, 2), frames=10, denoise_filter_time=5000),
     ]
     names = {frame_cache_name("nmnist", "train", frames, "files") for frames in [base, *changed]}
     assert len(names) == 5
@@ -384,7 +348,7 @@ def test_augmentation_differs_between_epochs_in_train_and_is_absent_in_validatio
     torch.manual_seed(0)
     first, second = clips(data.train_set), clips(data.train_set)
     assert any(not np.array_equal(a, b) for a, b in zip(first, second))
-    cached = data._frames("train", data.time_steps)
+    cached = data._frames("train")
     for position, index in enumerate(data.train_set.indices):
         assert first[position].sum() > 0
         assert not np.array_equal(first[position], cached[int(index)][0]) or not np.array_equal(
@@ -432,7 +396,7 @@ def test_corrupt_dvsgesture_file_error_names_the_file(tmp_path):
     victim = tmp_path / "DVSGesture" / "ibmGestureTest" / "user02_fluorescent" / "2.npy"
     victim.write_bytes(victim.read_bytes()[:100])
     with pytest.raises(CorruptRecordingError, match=f"cannot read DVS128 Gesture recording {victim}"):
-        EventDataModule("dvsgesture", str(tmp_path), val_fraction=0.0).setup("test")
+        EventDataModule("dvsgesture", str(tmp_path), frames=4, val_fraction=0.0).setup("test")
 
 
 def test_nmnist_file_of_garbage_bytes_error_names_the_file(nmnist_root):
@@ -451,7 +415,7 @@ def test_dvsgesture_event_beyond_the_sensor_error_names_the_file(tmp_path):
     np.save(victim, columns)
     message = rf"{victim}: 1 of its 300 events lie outside the 128x128 sensor \(event 5 is at x=\d+, y=300\)"
     with pytest.raises(CorruptRecordingError, match=message):
-        EventDataModule("dvsgesture", str(tmp_path), val_fraction=0.0).setup("test")
+        EventDataModule("dvsgesture", str(tmp_path), frames=4, val_fraction=0.0).setup("test")
 
 
 def test_recording_without_events_is_an_all_zero_clip_and_counted(nmnist_root):
@@ -473,8 +437,10 @@ def test_recording_without_events_is_an_all_zero_clip_and_counted(nmnist_root):
 def test_bad_settings_are_clear_errors():
     with pytest.raises(ConfigurationError, match="frame_size is 64 but the N-MNIST sensor is 34x34"):
         EventDataModule("nmnist", frame_size=64)
-    with pytest.raises(ConfigurationError, match=r"time_steps is 0 \(linked from model.time_steps\)"):
-        EventDataModule(time_steps=0)
+    with pytest.raises(ConfigurationError, match=r"data.frames is 0 \(null: the model's time_steps\); set it to"):
+        EventDataModule(frames=0)
+    with pytest.raises(ConfigurationError, match="data.frames is null, which takes the model's time_steps, but no"):
+        EventDataModule(val_fraction=0.0).setup("test")
     with pytest.raises(ConfigurationError, match="drop_event is 1.0"):
         EventDataModule(augment=FrameAugment(drop_event=1.0))
 
@@ -494,20 +460,9 @@ def digits_test_split(root: Path, **kwargs) -> EventDataModule:
     return data
 
 
-def test_truncate_feeds_the_first_frames_of_the_trained_binning(digits_root):
-    trained = digits_test_split(digits_root, time_steps=4)
-    fewer = digits_test_split(digits_root, time_steps=2, binning_steps=4)
-    assert fewer.fewer_steps == "truncate"
-    assert Path(fewer.test_set.source.cache_path).name.startswith("digits_saccades-test-n_event_bins4-")
-    for index in (0, 1, 200):
-        (clip, label), (full, full_label) = fewer.test_set[index], trained.test_set[index]
-        assert clip.shape == (2, 2, 22, 22) and label == full_label
-        np.testing.assert_array_equal(clip.numpy(), full[:2].numpy())
-
-
-def test_rebin_bins_the_whole_recording_into_fewer_frames(digits_root):
-    trained = digits_test_split(digits_root, time_steps=4)
-    rebinned = digits_test_split(digits_root, time_steps=2, fewer_steps="rebin", binning_steps=4)
+def test_fewer_frames_bin_the_whole_recording_into_fewer_frames(digits_root):
+    trained = digits_test_split(digits_root, frames=4)
+    rebinned = digits_test_split(digits_root, frames=2)
     assert Path(rebinned.test_set.source.cache_path).name.startswith("digits_saccades-test-n_event_bins2-")
     to_frame = tonic.transforms.ToFrame(sensor_size=SaccadeDigits.sensor_size, n_event_bins=2)
     recordings = SaccadeDigits(train=False)
@@ -519,10 +474,10 @@ def test_rebin_bins_the_whole_recording_into_fewer_frames(digits_root):
         assert np.abs(clip - full.reshape(2, 2, *full.shape[1:]).sum(axis=1)).sum() <= 4
 
 
-def tiny_snn(time_steps: int) -> SNNClassifier:
+def tiny_snn(time_steps: int, **kwargs) -> SNNClassifier:
     # A low threshold keeps the briefly trained network firing on the sparse random events.
     return SNNClassifier(
-        "resnet_mini", num_classes=10, in_channels=2, time_steps=time_steps, neuron=LIF(v_threshold=0.2)
+        "resnet_mini", num_classes=10, in_channels=2, time_steps=time_steps, neuron=LIF(v_threshold=0.2), **kwargs
     )
 
 
@@ -539,7 +494,7 @@ def trained_at_4(tmp_path_factory) -> tuple[Path, Path, float]:
     L.seed_everything(0)
     root = tmp_path_factory.mktemp("nmnist")
     write_nmnist(root, {"Train": 9, "Test": 30})
-    data, model = nmnist_module(root, time_steps=4, frame_size=11), tiny_snn(4)
+    data, model = nmnist_module(root, frames=None, frame_size=11), tiny_snn(4)
     trainer = tiny_trainer(root, max_epochs=1)
     trainer.fit(model, datamodule=data)
     trainer.save_checkpoint(root / "t4.ckpt")
@@ -549,43 +504,35 @@ def trained_at_4(tmp_path_factory) -> tuple[Path, Path, float]:
     return root, root / "t4.ckpt", metrics["test/acc_t2"]
 
 
-def test_checkpoint_tested_at_fewer_steps_truncates_its_trained_frames_by_default(trained_at_4, caplog):
-    root, checkpoint, acc_t2 = trained_at_4
-    data = nmnist_module(root, time_steps=2, frame_size=11)
-    with caplog.at_level(logging.INFO):
-        (metrics,) = tiny_trainer(root).test(tiny_snn(2), datamodule=data, ckpt_path=checkpoint)
-    assert data.fewer_steps == "truncate" and data.trained_binning == 4
-    assert metrics["test/acc"] == acc_t2
-    assert caplog.text.count("evaluating the first 2 of 4 trained frames (truncate)") == 1
-    trained = nmnist_module(root, time_steps=4, frame_size=11)
-    trained.setup("test")
-    for clip, full in zip(clips(data.test_set), clips(trained.test_set)):
-        np.testing.assert_array_equal(clip, full[:2])
-
-
-def test_checkpoint_tested_with_rebin_sees_each_recording_binned_into_fewer_frames(trained_at_4, caplog):
+def test_frames_default_to_the_time_steps_of_the_model_the_trainer_runs(trained_at_4):
     root, checkpoint, _ = trained_at_4
-    data = nmnist_module(root, time_steps=2, frame_size=11, fewer_steps="rebin")
-    with caplog.at_level(logging.INFO):
-        tiny_trainer(root).test(tiny_snn(2), datamodule=data, ckpt_path=checkpoint)
-    assert "evaluating each recording re-binned into 2 frames, trained on 4 (rebin)" in caplog.text
-    truncated = nmnist_module(root, time_steps=2, frame_size=11, binning_steps=4)
-    truncated.setup("test")
-    assert Path(data.test_set.source.cache_path).name.startswith("nmnist-test-n_event_bins2-")
-    assert not all(np.array_equal(a, b) for a, b in zip(clips(data.test_set), clips(truncated.test_set)))
-
-
-def test_more_steps_than_the_trained_binning_under_truncate_is_a_clear_error(trained_at_4):
-    root, checkpoint, _ = trained_at_4
-    data = nmnist_module(root, time_steps=6, frame_size=11)
-    expected = (
-        r"data.time_steps is 6 \(linked from model.time_steps\) but the recordings are binned into 4 frames "
-        r"\(the checkpoint's trained binning\).*--model.time_steps 4 or less, or --data.fewer_steps rebin"
+    data = nmnist_module(root, frames=None, frame_size=11)
+    tiny_trainer(root).test(tiny_snn(4), datamodule=data, ckpt_path=checkpoint)
+    assert data.frame_count() == 4 and Path(data.test_set.source.cache_path).name.startswith(
+        "nmnist-test-n_event_bins4-"
     )
-    with pytest.raises(ConfigurationError, match=expected):
-        tiny_trainer(root).test(tiny_snn(6), datamodule=data, ckpt_path=checkpoint)
-    with pytest.raises(ConfigurationError, match=r"binned into 3 frames \(data.binning_steps, "):
-        nmnist_module(root, time_steps=4, binning_steps=3).setup("test")
+
+
+def test_checkpoint_evaluated_at_fewer_steps_runs_the_first_frames_of_its_binning(trained_at_4):
+    root, checkpoint, acc_t2 = trained_at_4
+    data = nmnist_module(root, frames=None, frame_size=11)
+    model = tiny_snn(4, eval_time_steps=2)
+    (metrics,) = tiny_trainer(root).test(model, datamodule=data, ckpt_path=checkpoint)
+    assert data.frame_count() == 4 and metrics["test/acc"] == acc_t2
+
+
+def test_checkpoint_evaluated_on_rebinned_recordings_sees_fewer_frames(trained_at_4):
+    root, checkpoint, _ = trained_at_4
+    rebinned = nmnist_module(root, frames=2, frame_size=11)
+    truncated = nmnist_module(root, frames=None, frame_size=11)
+    for data in (rebinned, truncated):
+        tiny_trainer(root).test(tiny_snn(4, eval_time_steps=2), datamodule=data, ckpt_path=checkpoint)
+    assert Path(rebinned.test_set.source.cache_path).name.startswith("nmnist-test-n_event_bins2-")
+    assert not all(np.array_equal(a, b[:2]) for a, b in zip(clips(rebinned.test_set), clips(truncated.test_set)))
+    with pytest.raises(ConfigurationError, match="the data gives 2 frames per clip but the model runs 4 time steps"):
+        tiny_trainer(root).test(
+            tiny_snn(4), datamodule=nmnist_module(root, frames=2, frame_size=11), ckpt_path=checkpoint
+        )
 
 
 # ---------------------------------------------------------------- saccade digits
@@ -608,7 +555,7 @@ def test_saccade_digits_are_deterministic_events_of_both_polarities():
 
 
 def test_saccade_digits_module_needs_no_files(tmp_path):
-    data = EventDataModule(root=str(tmp_path), time_steps=3, binning="n_time_bins", val_fraction=0.0, augment=None)
+    data = EventDataModule(root=str(tmp_path), frames=3, binning="n_time_bins", val_fraction=0.0, augment=None)
     data.setup("test")
     frames, labels = next(iter(data.test_dataloader()))
     assert frames.shape == (3, 32, 2, 22, 22) and data.all_zero_clips == {"test": 0}

@@ -14,6 +14,7 @@ import lightning
 import numpy as np
 import pytest
 import torch
+from helpers import TouchesMarker, idx_bytes, write_cifar, write_idx, write_mnist
 from PIL import Image
 from torchvision.transforms import v2
 
@@ -25,34 +26,6 @@ from snn_lightning.data.splits import stratified_split
 from snn_lightning.data.static_datasets import STATIC_DATASETS
 from snn_lightning.data.transforms import image_transform
 from snn_lightning.errors import ConfigurationError, DatasetNotFoundError
-
-
-def write_cifar(root: Path, dataset: str, per_file: int) -> dict[str, np.ndarray]:
-    """Write CIFAR batches in the official pickle format; each image has one constant value per channel."""
-    rng = np.random.default_rng(0)
-    if dataset == "cifar10":
-        folder, label_key, classes = "cifar-10-batches-py", "labels", 10
-        files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-        meta = ("batches.meta", {"label_names": [f"class{i}" for i in range(10)], "num_cases_per_batch": per_file})
-    else:
-        folder, files, label_key, classes = "cifar-100-python", ["train", "test"], "fine_labels", 100
-        meta = ("meta", {"fine_label_names": [f"f{i}" for i in range(100)], "coarse_label_names": ["c"] * 20})
-    (root / folder).mkdir(parents=True)
-    colours = {}
-    for name in files:
-        colour = rng.integers(0, 256, size=(per_file, 3), dtype=np.uint8)
-        planes = np.repeat(colour, 1024, axis=1)  # R plane, G plane, B plane, 1024 values each
-        labels = [int(i % classes) for i in range(per_file)]
-        filenames = [f"{i}.png" for i in range(per_file)]
-        batch = {"batch_label": name, label_key: labels, "data": planes, "filenames": filenames}
-        if dataset == "cifar100":
-            batch["coarse_labels"] = [label // 5 for label in labels]
-        with open(root / folder / name, "wb") as file:
-            pickle.dump(batch, file, protocol=2)
-        colours[name] = colour
-    with open(root / folder / meta[0], "wb") as file:
-        pickle.dump(meta[1], file, protocol=2)
-    return colours
 
 
 def write_image_folder(root: Path, classes: dict[str, int], sizes: tuple[int, int] = (40, 30)) -> None:
@@ -273,16 +246,6 @@ class Python2Array:
         return reconstruct, (subtype, shape, code.decode("latin1")), (*state[:4], state[4].decode("latin1"))
 
 
-class TouchesMarker:
-    """An object whose unpickling would create the file ``marker``: code a CIFAR batch must not run."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return Path.touch, (self.marker,)
-
-
 def test_cifar_reads_batches_pickled_by_python2_and_numpy1(tmp_path: Path) -> None:
     images = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
     payload = pickle.dumps({"data": Python2Array(images), "labels": [3, 7]}, protocol=2)
@@ -457,34 +420,6 @@ def test_cutout_transform_draws_the_centre_uniformly() -> None:
 IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 # (v / 255 - mean) / std of pixel value 200, worked out by hand from the published train-set statistics.
 PIXEL_200 = {"fashion_mnist": (200 / 255 - 0.2860) / 0.3530, "mnist": (200 / 255 - 0.1307) / 0.3081}
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """Return ``array`` (uint8) in the IDX format: magic 0x0000 08 <dims>, big-endian uint32 sizes, the values."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(size).to_bytes(4, "big") for size in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def write_idx(folder: Path, name: str, array: np.ndarray, gz: bool = True) -> Path:
-    """Write ``array`` as the IDX file ``folder/name`` (``.gz`` added and gzipped when ``gz``); return its path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / (f"{name}.gz" if gz else name)
-    path.write_bytes(gzip.compress(idx_bytes(array)) if gz else idx_bytes(array))
-    return path
-
-
-def write_mnist(folder: Path, gz: bool = True, train: int = 20, test: int = 10) -> dict[str, np.ndarray]:
-    """Write the four IDX files of a small MNIST-like dataset into ``folder``; return the arrays by file name."""
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, count in (("train", train), ("t10k", test)):
-        images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
-        images[:, 3, 5] = 200
-        arrays[f"{split}-images-idx3-ubyte"] = images
-        arrays[f"{split}-labels-idx1-ubyte"] = (np.arange(count) % 10).astype(np.uint8)
-    for name, array in arrays.items():
-        write_idx(folder, name, array, gz)
-    return arrays
 
 
 @pytest.mark.parametrize("gz", [True, False])

@@ -9,20 +9,16 @@ from torch import nn
 
 from snn_lightning.distill.losses import (
     blurred_feature_kd_loss,
-    classical_kd_loss,
     classical_kd_terms,
     feature_kd_loss,
-    mean_ce,
-    per_step_ce,
     per_step_entropy,
     per_step_kl,
     standardize_logits,
-    tser_loss,
     tser_terms,
     weighted_soft_label_kl,
-    wsld_loss,
     wsld_terms,
 )
+from snn_lightning.losses import mean_ce, per_step_ce
 
 # T=2, B=1, C=2: step 1 is uniform, step 2 gives p = (3/4, 1/4); the teacher is uniform.
 S = torch.tensor([[[0.0, 0.0]], [[math.log(3.0), 0.0]]])
@@ -61,22 +57,25 @@ def test_per_step_entropy_by_hand():
     assert per_step_entropy(S, tau=1.0).item() == pytest.approx(expected, rel=1e-6)
 
 
-def test_tser_loss_is_its_weighted_terms():
+def test_tser_terms_are_the_weighted_per_step_ce_kl_and_entropy():
     s, t, y = random_batch()
     alpha, tau, lam = 0.3, 2.0, 0.05
-    expected = (1 - alpha) * per_step_ce(s, y) + alpha * per_step_kl(s, t, tau) - lam * per_step_entropy(s, tau)
-    torch.testing.assert_close(tser_loss(s, t, y, alpha, tau, lam), expected)
-    terms = tser_terms(s, t, y, alpha, tau, lam)
-    assert set(terms) == {"ce", "kd", "entropy"}
-    torch.testing.assert_close(terms["entropy"], -lam * per_step_entropy(s, tau))
+    expected = {
+        "ce": (1 - alpha) * per_step_ce(s, y),
+        "kd": alpha * per_step_kl(s, t, tau),
+        "entropy": -lam * per_step_entropy(s, tau),
+    }
+    torch.testing.assert_close(tser_terms(s, t, y, alpha, tau, lam), expected)
 
 
-def test_classical_kd_loss_by_hand():
+def test_classical_kd_terms_by_hand():
     # mean logits (log 3 / 2, 0): p = (√3, 1)/(√3 + 1) against the uniform teacher, tau = 1, alpha = 0.5
     ce = -math.log(math.sqrt(3) / (math.sqrt(3) + 1))
     kl = 0.5 * math.log((math.sqrt(3) + 1) ** 2 / (4 * math.sqrt(3)))
-    assert classical_kd_loss(S, T_UNIFORM, Y, alpha=0.5, tau=1.0).item() == pytest.approx(0.5 * ce + 0.5 * kl, rel=1e-6)
-    assert set(classical_kd_terms(S, T_UNIFORM, Y, 0.5, 1.0)) == {"ce", "kd"}
+    terms = classical_kd_terms(S, T_UNIFORM, Y, alpha=0.5, tau=1.0)
+    assert set(terms) == {"ce", "kd"}
+    assert terms["ce"].item() == pytest.approx(0.5 * ce, rel=1e-6)
+    assert terms["kd"].item() == pytest.approx(0.5 * kl, rel=1e-6)
 
 
 def test_kd_gradient_is_alpha_tau_times_the_probability_gap():
@@ -170,7 +169,6 @@ def test_wsld_terms_are_the_full_ce_and_the_weighted_kl():
     assert set(terms) == {"ce", "kd"}
     torch.testing.assert_close(terms["ce"], mean_ce(s, y, 0.1))
     torch.testing.assert_close(terms["kd"], 2.5 * weighted_soft_label_kl(s, t, y, 2.0))
-    torch.testing.assert_close(wsld_loss(s, t, y, 2.5, 2.0, 0.1), terms["ce"] + terms["kd"])
 
 
 def test_wsld_weight_gets_no_gradient():
@@ -185,26 +183,26 @@ def test_wsld_weight_gets_no_gradient():
     torch.testing.assert_close(s.grad[0], tau * weight * gap / s.shape[1])
 
 
-def test_tser_without_entropy_equals_classical_kd_at_one_time_step():
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_tser_without_entropy_equals_classical_kd_at_one_time_step(label_smoothing):
     s, t, y = random_batch(time_steps=1)
-    torch.testing.assert_close(tser_loss(s, t, y, 0.5, 4.0, 0.0), classical_kd_loss(s, t, y, 0.5, 4.0))
-    torch.testing.assert_close(
-        tser_loss(s, t, y, 0.5, 4.0, 0.0, label_smoothing=0.1),
-        classical_kd_loss(s, t, y, 0.5, 4.0, label_smoothing=0.1),
-    )
+    tser = tser_terms(s, t, y, 0.5, 4.0, 0.0, label_smoothing)
+    assert tser.pop("entropy").item() == 0.0
+    torch.testing.assert_close(tser, classical_kd_terms(s, t, y, 0.5, 4.0, label_smoothing))
 
 
 def test_tser_differs_from_classical_kd_over_several_steps():
     s, t, y = random_batch(time_steps=4)
-    assert not torch.allclose(tser_loss(s, t, y, 0.5, 4.0, 0.0), classical_kd_loss(s, t, y, 0.5, 4.0))
+    tser, classical = tser_terms(s, t, y, 0.5, 4.0, 0.0), classical_kd_terms(s, t, y, 0.5, 4.0)
+    assert not torch.allclose(tser["ce"], classical["ce"]) and not torch.allclose(tser["kd"], classical["kd"])
 
 
-LOGIT_LOSSES = {
+LOGIT_LOSSES = {  # each combined loss is the sum of its terms
     "per_step_kl": lambda s, t, y: per_step_kl(s, t, 4.0),
     "per_step_entropy": lambda s, t, y: per_step_entropy(s, 4.0),
-    "tser": lambda s, t, y: tser_loss(s, t, y, 0.5, 4.0, 0.01),
-    "classical": lambda s, t, y: classical_kd_loss(s, t, y, 0.5, 4.0),
-    "wsld": lambda s, t, y: wsld_loss(s, t, y, 1.0, 2.0),
+    "tser": lambda s, t, y: sum(tser_terms(s, t, y, 0.5, 4.0, 0.01).values()),
+    "classical": lambda s, t, y: sum(classical_kd_terms(s, t, y, 0.5, 4.0).values()),
+    "wsld": lambda s, t, y: sum(wsld_terms(s, t, y, 1.0, 2.0).values()),
 }
 
 

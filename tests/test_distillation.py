@@ -25,8 +25,8 @@ from snn_lightning.distill import (
     TeacherCheckpointError,
     feature_kd_loss,
     load_teacher,
-    tser_loss,
-    wsld_loss,
+    tser_terms,
+    wsld_terms,
 )
 from snn_lightning.errors import CheckpointError, ConfigurationError
 from snn_lightning.modules import ANNClassifier, DistillationModule, SNNClassifier
@@ -61,7 +61,7 @@ def teacher_file(teacher_module, tmp_path_factory):
 
 
 def digits(batch_size=16):
-    return StaticImageDataModule(dataset="digits", batch_size=batch_size, time_steps=2)
+    return StaticImageDataModule(dataset="digits", batch_size=batch_size)
 
 
 def student(teacher_file, **kwargs):
@@ -239,28 +239,24 @@ def test_a_narrow_teacher_loads_with_its_width_and_a_wrong_width_names_the_fix(t
 
 
 @pytest.mark.parametrize("standardize", [False, True])
-def test_loss_terms_are_the_tser_loss(standardize, teacher_file, tmp_path):
+def test_loss_terms_are_the_tser_terms(standardize, teacher_file, tmp_path):
     model = student(teacher_file)
     model.trainer = trainer(tmp_path, [TSERKD(alpha=0.3, tau=2.0, entropy_weight=0.05, standardize=standardize)])
     model.setup("fit")
     torch.manual_seed(0)
     s, t, y = torch.randn(2, 4, 10), torch.randn(4, 10), torch.randint(0, 10, (4,))
     outputs = DistillationOutputs(s, torch.rand(2, 4, 16, 4, 4), t, torch.rand(4, 512, 1, 1), y, 0.0)
-    terms = model.loss_terms(outputs)
-    assert set(terms) == {"ce", "kd", "entropy"}
-    torch.testing.assert_close(sum(terms.values()), tser_loss(s, t, y, 0.3, 2.0, 0.05, standardize=standardize))
+    torch.testing.assert_close(model.loss_terms(outputs), tser_terms(s, t, y, 0.3, 2.0, 0.05, standardize=standardize))
 
 
-def test_loss_terms_are_the_wsld_loss(teacher_file, tmp_path):
+def test_loss_terms_are_the_wsld_terms(teacher_file, tmp_path):
     model = student(teacher_file, label_smoothing=0.1)
     model.trainer = trainer(tmp_path, [WSLDKD(weight=2.5, tau=2.0)])
     model.setup("fit")
     torch.manual_seed(0)
     s, t, y = torch.randn(2, 4, 10), torch.randn(4, 10), torch.randint(0, 10, (4,))
     outputs = DistillationOutputs(s, torch.rand(2, 4, 16, 4, 4), t, torch.rand(4, 512, 1, 1), y, 0.1)
-    terms = model.loss_terms(outputs)
-    assert set(terms) == {"ce", "kd"}
-    torch.testing.assert_close(sum(terms.values()), wsld_loss(s, t, y, 2.5, 2.0, label_smoothing=0.1))
+    torch.testing.assert_close(model.loss_terms(outputs), wsld_terms(s, t, y, 2.5, 2.0, label_smoothing=0.1))
 
 
 def test_feature_kd_gets_its_adapter_built_from_the_channels_and_the_students_own_ce(teacher_file, tmp_path):
@@ -530,23 +526,61 @@ def resolved_config(path, capsys):
     return yaml.safe_load(capsys.readouterr().out)
 
 
-def test_the_kd_comparison_configs_differ_only_in_the_kd_methods_and_the_log_folder(in_tmp_dir, capsys):
-    methods, rest = {}, {}
-    for name in ("tser", "kd", "featkd", "bkd"):
-        config = resolved_config(REPO / "configs" / f"{name}_resnet19_cifar100.yaml", capsys)
-        assert config["trainer"].pop("default_root_dir") == f"logs/{name}_resnet19_cifar100"
-        callbacks = config["trainer"].pop("callbacks")
-        methods[name] = [c["class_path"] for c in callbacks if c["class_path"].startswith("snn_lightning.distill.")]
-        config["trainer"]["callbacks"] = [
-            c for c in callbacks if not c["class_path"].startswith("snn_lightning.distill.")
-        ]
-        rest[name] = config
-    assert methods == {
-        "tser": ["snn_lightning.distill.TSERKD"],
-        "kd": ["snn_lightning.distill.ClassicalKD"],
-        "featkd": ["snn_lightning.distill.ClassicalKD", "snn_lightning.distill.FeatureKD"],
-        "bkd": ["snn_lightning.distill.WSLDKD", "snn_lightning.distill.BlurredFeatureKD"],
+def test_a_kd_config_names_only_its_method_and_keeps_the_base_configs_callbacks(teacher_file, in_tmp_dir, capsys):
+    config = REPO / "configs" / "tser_resnet19_cifar100.yaml"
+    assert "trainer.callbacks" not in config.read_text()
+    base = yaml.safe_load((REPO / "configs" / "base" / "kd_resnet19_cifar100.yaml").read_text())
+    observability = {entry["class_path"].rpartition(".")[2] for entry in base["trainer"]["callbacks"]}
+    assert {"SpikeStats", "EnergyEstimate", "PerStepAccuracy"} <= observability
+    resolved = resolved_config(config, capsys)
+    assert [entry["class_path"] for entry in resolved["model"]["init_args"]["distillation"]] == [
+        "snn_lightning.distill.TSERKD"
+    ]
+    assert [entry["class_path"].rpartition(".")[2] for entry in resolved["trainer"]["callbacks"]] == [
+        entry["class_path"].rpartition(".")[2] for entry in base["trainer"]["callbacks"]
+    ]
+    # The CIFAR-100 recipe, shrunk to the digits and the small teacher of these tests.
+    small = {
+        "model.teacher_checkpoint": str(teacher_file),
+        "model.teacher_arch": "resnet18",
+        "model.arch": "resnet_mini",
+        "model.width_multiplier": "0.25",
+        "data.dataset": "digits",
+        "data.batch_size": "16",
+        "data.val_fraction": "0.1",
+        "data.auto_augment": "false",
+        "data.cutout": "0",
+        "data.pin_memory": "false",
+        "trainer.logger": "lightning.pytorch.loggers.CSVLogger",
+        "trainer.logger.save_dir": "logs/tser_resnet19_cifar100",
+        "trainer.precision": "32-true",
+        "trainer.accelerator": "cpu",
+        "trainer.devices": "1",
+        "trainer.max_epochs": "1",
+        "trainer.limit_train_batches": "2",
+        "trainer.limit_val_batches": "1",
+        "trainer.num_sanity_val_steps": "0",
     }
-    assert rest["kd"] == rest["tser"] and rest["featkd"] == rest["tser"] and rest["bkd"] == rest["tser"]
-    assert rest["tser"]["trainer"]["max_epochs"] == 300 and rest["tser"]["trainer"]["precision"] == "bf16-mixed"
-    assert rest["tser"]["model"]["class_path"] == "snn_lightning.modules.DistillationModule"
+    fitted = cli(
+        ["fit", "--config", str(config), *[part for key, value in small.items() for part in (f"--{key}", value)]]
+    )
+    callbacks = fitted.trainer.callbacks
+    assert sum(isinstance(callback, TSERKD) for callback in callbacks) == 1
+    assert observability <= {type(callback).__name__ for callback in callbacks}
+    metrics = fitted.trainer.callback_metrics
+    assert {"train/ce_step", "train/kd_step", "train/entropy_step", "val/teacher_acc"} <= set(metrics)
+    assert {"val/acc_t1", "val/firing_rate"} <= set(metrics)  # PerStepAccuracy and SpikeStats ran
+
+
+def test_kd_methods_given_to_the_module_and_to_the_trainer_combine(teacher_file, tmp_path):
+    model = student(teacher_file, distillation=[TSERKD()])
+    assert "distillation" not in model.hparams  # objects are not pickled into checkpoints
+    fitted = trainer(tmp_path, [FeatureKD()], limit_val_batches=0)
+    fitted.fit(model, datamodule=digits())
+    assert {"train/kd_step", "train/entropy_step", "train/feat_step"} <= set(fitted.callback_metrics)
+    assert set(model.distill_modules) == {"FeatureKD"}
+    fitted.save_checkpoint(tmp_path / "student.ckpt")
+    loaded = DistillationModule.load_from_checkpoint(tmp_path / "student.ckpt", weights_only=True)
+    assert loaded.distillation == []  # the methods are a fit's setting, given again to continue one
+    with pytest.raises(ConfigurationError, match=r"model.distillation \(with trainer.callbacks\) lists two logit-KD"):
+        trainer(tmp_path, [ClassicalKD()]).fit(student(teacher_file, distillation=[TSERKD()]), datamodule=digits())

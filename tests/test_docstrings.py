@@ -13,6 +13,7 @@ MODULES = [
     "snn_lightning.data.static",
     "snn_lightning.data.events",
     "snn_lightning.data.event_transforms",
+    "snn_lightning.losses",
     "snn_lightning.distill.losses",
 ]
 

@@ -254,7 +254,7 @@ def test_nir_graph_simulated_step_by_step_gives_the_networks_logits(neuron, tmp_
 @pytest.mark.parametrize(
     ("neuron", "message"),
     [
-        (STAA(), r"stem\.2 \(STAALIF\).*position_encoding, global_context, step_attention.*NIR export supports"),
+        (STAA(), r"stem\.2 \(STAALayer\).*position_encoding, global_context, step_attention.*NIR export supports"),
         (LIF(v_reset=None), r"stem\.2 \(LIF\).*v_reset: null.*NIR export supports"),
     ],
     ids=["STAA", "soft-reset"],

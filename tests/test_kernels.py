@@ -28,9 +28,12 @@ from snn_lightning.neurons.kernels import (
     compact_spikes,
     dispatch,
     lif_multistep_backend,
-    memory,
     resolve_backend,
+    saved_spikes,
 )
+from snn_lightning.neurons.kernels.dispatch import fused_implementation
+from snn_lightning.neurons.kernels.fused import TORCH_LOOP
+from snn_lightning.neurons.kernels.ops import Implementation
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 # Triton runs here when there is a GPU, or inside the TRITON_INTERPRET=1 subprocess started below.
@@ -61,6 +64,17 @@ def channels_last_steps(x):
     return x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
 
 
+@pytest.fixture(params=["cpp", "torch_loop"])
+def cpu_implementation(request) -> Implementation:
+    """Return each implementation the fused node has on the CPU: the C++ kernel and the PyTorch loop."""
+    return fused_implementation("fused", torch.device("cpu")) if request.param == "cpp" else TORCH_LOOP
+
+
+def triton_kernels() -> Implementation:
+    """Return the Triton kernels on ``TRITON_DEVICE``."""
+    return fused_implementation("triton", torch.device(TRITON_DEVICE))
+
+
 def compare_with_reference(
     implementation, steps, v_reset, detach, decay, surrogate, dtype, device="cpu", leak_shape=(), arrange=None
 ):
@@ -74,13 +88,13 @@ def compare_with_reference(
     leak = (0.3 + 0.4 * torch.rand(leak_shape, device=device)) if leak_shape else torch.tensor(1 / 1.7, device=device)
     weights = torch.randn(x.shape, device=device).to(dtype)
     results = []
-    for run in ("reference", implementation):
+    for fused in (False, True):
         x_run, leak_run = x.clone().requires_grad_(True), leak.clone().requires_grad_(True)
         settings = LIFSettings(0.9, v_reset, decay, detach, surrogate)
-        if run == "reference":
-            spikes = lif_multistep(x_run, leak_run, settings)
-        else:
+        if fused:
             spikes = FusedLIF.apply(x_run, leak_run, settings, implementation)
+        else:
+            spikes = lif_multistep(x_run, leak_run, settings)
         (spikes * weights).sum().backward()
         results.append((spikes, x_run.grad, leak_run.grad))
     (ref, ref_gx, ref_gk), (out, gx, gk) = results
@@ -97,28 +111,27 @@ def compare_with_reference(
 
 
 @pytest.mark.parametrize("steps, v_reset, detach, decay, dtype", CASES, ids=CASE_IDS)
-@pytest.mark.parametrize("implementation", ["cpu", "torch"])
-def test_fused_matches_reference(implementation, steps, v_reset, detach, decay, dtype):
+def test_fused_matches_reference(cpu_implementation, steps, v_reset, detach, decay, dtype):
     for surrogate in SURROGATES:
-        spikes = compare_with_reference(implementation, steps, v_reset, detach, decay, surrogate, dtype)
+        spikes = compare_with_reference(cpu_implementation, steps, v_reset, detach, decay, surrogate, dtype)
     assert 0 < spikes.float().mean() < 1  # both firing and silence are exercised
 
 
-@pytest.mark.parametrize("implementation", ["cpu", "torch"])
 @pytest.mark.parametrize(
     "leak_shape", [(3, 1, 1), (3, 4, 5), (3, 1, 5), (2, 1, 1, 1)], ids=["channel", "neuron", "broadcast", "batch"]
 )
-def test_fused_per_channel_leak_gradient_is_reduced(implementation, leak_shape):
+def test_fused_per_channel_leak_gradient_is_reduced(cpu_implementation, leak_shape):
     for v_reset, decay in [(0.0, True), (None, False), (-0.2, False)]:
-        compare_with_reference(implementation, 4, v_reset, False, decay, ATan(), torch.float32, leak_shape=leak_shape)
+        compare_with_reference(
+            cpu_implementation, 4, v_reset, False, decay, ATan(), torch.float32, leak_shape=leak_shape
+        )
 
 
-@pytest.mark.parametrize("implementation", ["cpu", "torch"])
 @pytest.mark.parametrize("leak_shape", [(), (3, 1, 1), (3, 4, 5)], ids=["scalar", "channel", "neuron"])
-def test_fused_runs_channels_last_input_in_place_of_memory(implementation, leak_shape):
+def test_fused_runs_channels_last_input_in_place_of_memory(cpu_implementation, leak_shape):
     for v_reset, decay in [(0.0, True), (None, False)]:
         compare_with_reference(
-            implementation,
+            cpu_implementation,
             4,
             v_reset,
             False,
@@ -131,12 +144,12 @@ def test_fused_runs_channels_last_input_in_place_of_memory(implementation, leak_
 
 
 def test_kernel_settings_encode_reset_and_surrogate():
-    from snn_lightning.neurons.kernels.ops import TABLE, KernelSettings
+    from snn_lightning.neurons.kernels.ops import SURROGATE_FROM_TABLE, KernelSettings
 
     hard = KernelSettings.of(LIFSettings(0.5, -0.2, False, True, Rectangle(0.7)), channels=3, inner=20)
     assert hard == (3, 20, 0.5, -0.2, True, False, True, 3, 0.7) and hard.v_rest == -0.2
     soft = KernelSettings.of(LIFSettings(v_reset=None, surrogate=Quadratic()), channels=1, inner=1)
-    assert not soft.hard_reset and soft.v_rest == 0.0 and soft.surrogate_kind == TABLE
+    assert not soft.hard_reset and soft.v_rest == 0.0 and soft.surrogate_kind == SURROGATE_FROM_TABLE
 
 
 def test_memory_order_lists_dims_outermost_first_and_keeps_time_first():
@@ -148,11 +161,29 @@ def test_memory_order_lists_dims_outermost_first_and_keeps_time_first():
     assert memory_order(x.transpose(0, 1)) == (0, 1, 2, 3, 4)  # time not outermost: the caller copies
 
 
-@pytest.mark.parametrize("implementation", ["cpu", "torch"])
-def test_fused_accepts_unknown_surrogate_float16_and_float64(implementation):
-    compare_with_reference(implementation, 4, -0.2, False, True, Quadratic(), torch.float32)
-    compare_with_reference(implementation, 4, 0.0, False, True, ATan(), torch.float16)
-    compare_with_reference(implementation, 4, None, False, False, Sigmoid(), torch.float64)
+def test_fused_accepts_unknown_surrogate_float16_and_float64(cpu_implementation):
+    compare_with_reference(cpu_implementation, 4, -0.2, False, True, Quadratic(), torch.float32)
+    compare_with_reference(cpu_implementation, 4, 0.0, False, True, ATan(), torch.float16)
+    compare_with_reference(cpu_implementation, 4, None, False, False, Sigmoid(), torch.float64)
+
+
+def test_fused_node_runs_the_implementation_it_is_given():
+    calls = []
+
+    def forward(*args):
+        calls.append("forward")
+        return TORCH_LOOP.forward(*args)
+
+    def backward(*args):
+        calls.append("backward")
+        return TORCH_LOOP.backward(*args)
+
+    x = (torch.randn(3, 2, 4) + 0.8).requires_grad_(True)
+    settings = LIFSettings()
+    spikes = FusedLIF.apply(x, torch.tensor(0.5), settings, Implementation(forward, backward, False))
+    spikes.sum().backward()
+    assert calls == ["forward", "backward"]
+    assert torch.equal(spikes, lif_multistep(x, 0.5, settings))
 
 
 # --- modules and dispatch --------------------------------------------------------------------------
@@ -210,6 +241,11 @@ def test_auto_runs_fused_on_cpu_and_says_so_once(caplog):
         assert resolve_backend("auto", torch.device("cpu")) == "fused"
         assert resolve_backend("auto", torch.device("cpu")) == "fused"
     assert [r.getMessage() for r in caplog.records].count("LIF backend 'auto' runs 'fused' on cpu tensors") == 1
+    cpp = fused_implementation("fused", torch.device("cpu"))
+    assert cpp is fused_implementation("fused", torch.device("cpu")) and cpp.builtin_surrogates
+    assert fused_implementation("fused", torch.device("meta")) is TORCH_LOOP
+    with pytest.raises(ValueError, match="backend 'auto' does not run the fused node"):
+        fused_implementation("auto", torch.device("cpu"))
 
 
 def test_unknown_backend_and_triton_on_cpu_are_clear_errors():
@@ -283,17 +319,17 @@ def test_compact_spikes_packs_views_of_spikes_as_bool_and_nothing_else():
     x = torch.randn(2, 3, 4) + 0.8
     with compact_spikes():
         spikes = LIF()(x)
-        packed = memory._pack(spikes.flatten(0, 1)[1:])
-        other = memory._pack(x)
+        packed = saved_spikes._pack(spikes.flatten(0, 1)[1:])
+        other = saved_spikes._pack(x)
     compact, dtype, *_ = packed
     assert compact.dtype == torch.bool and dtype == torch.float32
-    assert torch.equal(memory._unpack(packed), spikes.flatten(0, 1)[1:])
+    assert torch.equal(saved_spikes._unpack(packed), spikes.flatten(0, 1)[1:])
     assert other is x
     with compact_spikes():  # channels-last spikes are packed too, keeping their strides
         spikes = LIF()(channels_last_steps(torch.randn(2, 3, 4, 5, 6) + 0.8))
-        packed = memory._pack(spikes.flatten(0, 1))
+        packed = saved_spikes._pack(spikes.flatten(0, 1))
     assert packed[0].dtype == torch.bool
-    unpacked = memory._unpack(packed)
+    unpacked = saved_spikes._unpack(packed)
     assert torch.equal(unpacked, spikes.flatten(0, 1)) and unpacked.stride() == spikes.flatten(0, 1).stride()
 
 
@@ -304,16 +340,17 @@ def test_compact_spikes_packs_views_of_spikes_as_bool_and_nothing_else():
 @pytest.mark.parametrize("steps, v_reset, detach, decay, dtype", CASES, ids=CASE_IDS)
 def test_triton_matches_reference(steps, v_reset, detach, decay, dtype):
     for surrogate in SURROGATES:
-        compare_with_reference("triton", steps, v_reset, detach, decay, surrogate, dtype, device=TRITON_DEVICE)
+        compare_with_reference(triton_kernels(), steps, v_reset, detach, decay, surrogate, dtype, device=TRITON_DEVICE)
 
 
 @pytest.mark.skipif(TRITON_DEVICE is None, reason="Triton needs CUDA here; the interpreter subprocess test covers it")
 def test_triton_leaks_unknown_surrogate_and_float16():
+    kernels = triton_kernels()
     for leak_shape in [(3, 1, 1), (3, 4, 5), (3, 1, 5)]:
-        compare_with_reference("triton", 4, 0.0, False, True, ATan(), torch.float32, TRITON_DEVICE, leak_shape)
-        compare_with_reference("triton", 3, None, False, False, Triangle(), torch.float32, TRITON_DEVICE, leak_shape)
-    compare_with_reference("triton", 4, -0.2, False, True, Quadratic(), torch.float32, TRITON_DEVICE)
-    compare_with_reference("triton", 4, 0.0, False, True, Sigmoid(), torch.float16, TRITON_DEVICE)
+        compare_with_reference(kernels, 4, 0.0, False, True, ATan(), torch.float32, TRITON_DEVICE, leak_shape)
+        compare_with_reference(kernels, 3, None, False, False, Triangle(), torch.float32, TRITON_DEVICE, leak_shape)
+    compare_with_reference(kernels, 4, -0.2, False, True, Quadratic(), torch.float32, TRITON_DEVICE)
+    compare_with_reference(kernels, 4, 0.0, False, True, Sigmoid(), torch.float16, TRITON_DEVICE)
     x = torch.randn(4, 2, 8, device=TRITON_DEVICE) + 0.7
     assert torch.equal(LIF(backend="triton")(x), LIF(backend="reference")(x))
     reference, triton = adaptive_gradients("reference", TRITON_DEVICE), adaptive_gradients("triton", TRITON_DEVICE)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from snn_lightning.distill.losses import mean_ce, per_step_ce
+from snn_lightning.losses import mean_ce, per_step_ce
 
 
 def test_per_step_ce_by_hand():

@@ -10,6 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
+from snn_lightning.layers import DirectEncoder
 from snn_lightning.models import (
     ANN_ARCHITECTURES,
     SPIKING_ARCHITECTURES,
@@ -73,17 +74,15 @@ def test_static_input_equals_repeated_frames() -> None:
     torch.testing.assert_close(model(image), model(frames))
 
 
-def test_time_steps_settable_after_construction() -> None:
+def test_frames_run_for_their_own_number_of_steps() -> None:
     model = small_model("resnet_mini")
     image = small_image("resnet_mini")
-    model.time_steps = 5
-    assert model.time_steps == 5
-    assert model(image).shape == (5, 2, 10)
-    model.time_steps = 1
-    assert model(image).shape == (1, 2, 10)
+    assert model.time_steps == 2 and model(image).shape == (2, 2, 10)
+    assert model(image.expand(5, *image.shape)).shape == (5, 2, 10)
+    assert model(image.expand(1, *image.shape)).shape == (1, 2, 10)
     for bad in (0, -2, 1.5):
-        with pytest.raises(ValueError, match="time_steps"):
-            model.time_steps = bad
+        with pytest.raises(ValueError, match="time_steps must be a positive integer"):
+            DirectEncoder(bad)
 
 
 @pytest.mark.parametrize("shape", [(2, 32, 32), (1, 2, 2, 3, 32, 32), (32,)])
@@ -144,16 +143,24 @@ def test_default_neuron_is_lif() -> None:
     assert [type(neuron).__name__ for neuron in neurons(model)] == ["LIF"] * 5
 
 
-def test_make_activation_receives_channels() -> None:
-    seen: list[int] = []
+class RecordingTemplate:
+    """A neuron template that notes the stage, channels and T of every neuron it builds."""
 
-    class Recording(SpikingResNet):
-        def make_activation(self, neuron: nn.Module, channels: int) -> nn.Module:
-            seen.append(channels)
-            return super().make_activation(neuron, channels)
+    def __init__(self, stage: int | None = None, built: list | None = None) -> None:
+        self.stage, self.built = stage, [] if built is None else built
 
-    Recording(10, blocks=(1, 1), widths=(8, 16), strides=(1, 2))
-    assert seen == [8, 8, 8, 16, 16]
+    def for_stage(self, stage: int, num_stages: int) -> RecordingTemplate:
+        return RecordingTemplate(stage, self.built)
+
+    def build(self, channels: int, time_steps: int) -> nn.Module:
+        self.built.append((self.stage, channels, time_steps))
+        return LIF()
+
+
+def test_each_neuron_is_built_for_its_stage_channels_and_time_steps() -> None:
+    template = RecordingTemplate()
+    SpikingResNet(10, blocks=(1, 1), widths=(8, 16), strides=(1, 2), time_steps=3, neuron=template)
+    assert template.built == [(0, 8, 3), (1, 8, 3), (1, 8, 3), (2, 16, 3), (2, 16, 3)]
 
 
 def test_neurons_and_staa_are_neuron_templates() -> None:

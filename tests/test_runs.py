@@ -339,7 +339,7 @@ def test_a_users_own_neuron_class_trains_and_tests(in_tmp_dir, capsys, monkeypat
 
 @pytest.mark.slow
 def test_a_paper_config_survives_fit_test_resume_and_a_second_fit(in_tmp_dir, capsys, monkeypatch):
-    from test_data_static import write_cifar
+    from helpers import write_cifar
 
     for name, value in {
         "WANDB_MODE": "offline",

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from snn_lightning.data import StaticImageDataModule, load_digits
-from snn_lightning.distill.losses import mean_ce, per_step_ce
 from snn_lightning.errors import ConfigurationError
+from snn_lightning.losses import mean_ce, per_step_ce
 from snn_lightning.modules import ANNClassifier, SNNClassifier
 from snn_lightning.modules.schedule import start_schedule
 from snn_lightning.neurons import PLIF
@@ -27,13 +27,33 @@ def test_loss_choice_and_label_smoothing(loss, function):
     torch.testing.assert_close(model.loss(outputs, targets), function(outputs, targets, 0.1))
 
 
-def test_time_steps_can_be_lowered_for_evaluation():
-    model = small_snn(time_steps=4).eval()
-    images = torch.rand(3, 1, 8, 8)
-    assert model(images).shape == (4, 3, 10)
-    model.time_steps = 2
-    assert model(images).shape == (2, 3, 10)
-    assert model.network.time_steps == 2
+def test_eval_time_steps_runs_the_first_steps_outside_training_only():
+    torch.manual_seed(0)
+    model = small_snn(time_steps=4, eval_time_steps=2)
+    images, frames = torch.rand(3, 1, 8, 8), torch.rand(4, 3, 1, 8, 8)
+    assert model.train().active_time_steps == 4 and model(images).shape == (4, 3, 10)
+    model.eval()
+    full = model.network(images)  # the network itself always runs its own 4 steps
+    assert model.active_time_steps == 2 and model.network.time_steps == 4
+    torch.testing.assert_close(model(images), full[:2])
+    torch.testing.assert_close(model(frames), model.network(frames)[:2])  # clips cut to their first 2 frames
+    assert "eval_time_steps" not in model.hparams  # how one process evaluates, not part of the trained model
+
+
+@pytest.mark.parametrize("bad", [0, 5])
+def test_eval_time_steps_outside_one_to_time_steps_is_rejected(bad):
+    with pytest.raises(ConfigurationError, match=f"model.eval_time_steps is {bad} but the network runs time_steps=4"):
+        small_snn(time_steps=4, eval_time_steps=bad)
+
+
+def test_frames_that_do_not_match_the_steps_are_a_clear_error():
+    model = small_snn(time_steps=4).train()
+    with pytest.raises(ConfigurationError, match="the data gives 3 frames per clip but the model trains 4 time steps"):
+        model(torch.rand(3, 2, 1, 8, 8))
+    model.eval()
+    with pytest.raises(ConfigurationError, match="evaluate at fewer steps with --model.eval_time_steps 3"):
+        model(torch.rand(3, 2, 1, 8, 8))
+    assert model(torch.rand(6, 2, 1, 8, 8)).shape == (4, 2, 10)  # longer clips: the first 4 frames
 
 
 def test_time_steps_below_one_is_rejected():
@@ -155,6 +175,23 @@ def test_norms_biases_neuron_parameters_and_position_encodings_get_no_weight_dec
     assert suffixes(decayed_names) == {"weight"} and all(parameter.ndim >= 2 for parameter in decayed["params"])
     _, plain = configured_with(tmp_path, max_epochs=2)
     assert len(plain["optimizer"].param_groups) == 1
+
+
+def test_a_layer_names_its_own_parameters_free_of_weight_decay():
+    from snn_lightning.modules.base import weight_decay_groups
+
+    class Table(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows, self.mixing = torch.nn.Parameter(torch.zeros(3, 4)), torch.nn.Parameter(torch.zeros(4, 4))
+
+        def no_weight_decay(self) -> set[str]:
+            return {"rows"}
+
+    network = torch.nn.Sequential(torch.nn.Linear(4, 4), Table())
+    decayed, exempt = weight_decay_groups(network)
+    assert [p is network[0].weight or p is network[1].mixing for p in decayed["params"]] == [True, True]
+    assert {id(p) for p in exempt["params"]} == {id(network[0].bias), id(network[1].rows)}
 
 
 def test_soft_targets_train_and_are_scored_by_their_most_probable_class():

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from snn_lightning.callbacks.spike_stats import CountFn, LayerCounts, log_reduced
 from snn_lightning.errors import ConfigurationError
-from snn_lightning.layers import batch_time_steps, first_samples
+from snn_lightning.layers import first_samples
 from snn_lightning.models import measure_complexity
 
 __all__ = [
@@ -253,7 +253,7 @@ def _weights(module: nn.Module) -> int:
 
 
 class EnergyEstimate(L.Callback):
-    """Estimate the energy of one test inference, and log the model's size when training starts.
+    """Estimate the energy of one test inference.
 
     At test end it logs, per sample: ``test/energy_mj`` (SNN, the papers' proxy), ``test/sops``
     (synaptic operations), ``test/ann_energy_mj`` (the same network as an ANN), and the
@@ -261,9 +261,8 @@ class EnergyEstimate(L.Callback):
     prints the rule used once and writes the per-layer table to ``energy_per_layer.txt`` in the
     run's log folder (printed when the run has no logger). Input rates come from forward pre-hooks on
     every conv/linear layer during the test epoch (summed over DDP ranks); MACs and shapes from
-    one forward pass of one sample. When fit starts it logs ``model/parameters`` and
-    ``model/macs_per_step`` as hyperparameters to every logger. The model must be time-major
-    (logits ``[T, B, classes]``) and expose ``time_steps``.
+    one forward pass of one sample. The model must be time-major (logits ``[T, B, classes]``) and
+    expose ``active_time_steps``, the steps it runs at test (``eval_time_steps`` when set).
     """
 
     def __init__(self, preset: CostPreset = "45nm_fp32", pooled_spikes: PooledSpikesRule = "ac") -> None:
@@ -283,30 +282,14 @@ class EnergyEstimate(L.Callback):
         self._counts = LayerCounts(width=_COUNTS, dtype=torch.float64)
         self._sample: Tensor | None = None
         self._time_steps = 0
-        self._size_logged = False
         self._rule_printed = False
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if not hasattr(pl_module, "time_steps"):
+        if not hasattr(pl_module, "active_time_steps"):
             raise ConfigurationError(
-                f"EnergyEstimate needs a spiking module with time_steps (SNNClassifier), got "
+                f"EnergyEstimate needs a spiking module with active_time_steps (SNNClassifier), got "
                 f"{type(pl_module).__name__}; remove EnergyEstimate from trainer.callbacks for an ANN"
             )
-
-    def on_train_batch_start(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        if self._size_logged:
-            return
-        images = batch[0]
-        complexity = measure_complexity(
-            pl_module, first_samples(images, 1), batch_time_steps(images, pl_module.time_steps)
-        )
-        for logger in trainer.loggers:
-            logger.log_hyperparams(
-                {"model/parameters": complexity.parameters, "model/macs_per_step": complexity.macs_per_step}
-            )
-        self._size_logged = True
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._sample = None
@@ -314,22 +297,15 @@ class EnergyEstimate(L.Callback):
     def on_test_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        images = batch[0]
-        time_steps = batch_time_steps(images, pl_module.time_steps)
         if self._sample is None:
-            self._sample = first_samples(images, 1).detach().clone()
-            self._time_steps = time_steps
+            time_steps = self._time_steps = pl_module.active_time_steps
+            self._sample = first_samples(batch[0], 1).detach().clone()
             layers = {
                 name: module
                 for name, module in pl_module.named_modules()
                 if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd))
             }
             self._counts.attach(layers, _input_counts(time_steps), pl_module.device, on_input=True)
-        elif time_steps != self._time_steps:
-            raise ConfigurationError(
-                f"EnergyEstimate saw T={self._time_steps} and then T={time_steps} in one test epoch; "
-                f"test with one number of time steps"
-            )
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._counts.detach()

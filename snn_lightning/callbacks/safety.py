@@ -8,6 +8,7 @@ The CLI turns all of them on (``NaNGuard`` and ``EpochSeed`` as default callback
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import random
 import shutil
@@ -34,7 +35,6 @@ __all__ = [
     "check_output_dirs",
     "checkpoint_size",
     "latest_checkpoint",
-    "train_loader_seed",
 ]
 
 MiB = 2**20
@@ -113,8 +113,9 @@ class EpochSeed(L.Callback):
     An epoch's shuffling, augmentation and dropout then depend only on the seed and the epoch
     number, not on what ran before it, so a run resumed from an end-of-epoch checkpoint replays
     the following epochs exactly. Worker processes draw from their own generators: the package's
-    data modules seed them, and their sample order, from :func:`train_loader_seed` at the start of
-    every epoch; a loader of your own needs ``num_workers: 0`` for an exact resume.
+    data modules seed them, and their sample order, from :meth:`loader_seed`, which this callback
+    hands them at setup (their ``train_loader_seed``); a loader of your own needs ``num_workers: 0``
+    for an exact resume.
     Other train loaders get a private generator for the base seed their iterator draws, so the
     global stream after the seeding is the same whether Lightning created the epoch's iterator
     before this hook (first epoch of a run, resume) or after it (later epochs). The seed is stored
@@ -131,6 +132,24 @@ class EpochSeed(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.seed is None and os.environ.get("PL_GLOBAL_SEED"):
             self.seed = int(os.environ["PL_GLOBAL_SEED"])
+        if hasattr(trainer.datamodule, "train_loader_seed"):  # the package's data modules (SplitDataModule)
+            trainer.datamodule.train_loader_seed = functools.partial(self.loader_seed, trainer)
+
+    def loader_seed(self, trainer: L.Trainer) -> int | None:
+        """Return the seed of this epoch's training batches on this rank, from the seed, the epoch and the rank.
+
+        None when no seed is set. Read when the epoch's loader iterator starts, which Lightning does
+        before ``on_train_epoch_start`` in the first epoch of a process; the epoch is the fit loop's
+        count of processed epochs, which a resumed run has restored by then (``current_epoch`` still
+        reads the checkpoint's epoch there, one less after an epoch end).
+
+        Args:
+            trainer: the trainer running the fit.
+        """
+        if self.seed is None:
+            return None
+        entropy = [self.seed, trainer.fit_loop.epoch_progress.current.processed, trainer.global_rank]
+        return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.seed is None:
@@ -150,22 +169,6 @@ class EpochSeed(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.seed = state_dict["seed"]
-
-
-def train_loader_seed(trainer: L.Trainer) -> int | None:
-    """Return the seed of this epoch's training batches on this rank: from the trainer's EpochSeed seed, epoch and rank.
-
-    None when the trainer has no seeded :class:`EpochSeed`. Read when the epoch's loader iterator
-    starts, which Lightning does before ``on_train_epoch_start`` in the first epoch of a process;
-    the epoch is the fit loop's count of processed epochs, which a resumed run has restored by
-    then (``current_epoch`` still reads the checkpoint's epoch there, one less after an epoch end).
-    """
-    epoch = trainer.fit_loop.epoch_progress.current.processed
-    for callback in trainer.callbacks:
-        if isinstance(callback, EpochSeed) and callback.seed is not None:
-            entropy = [callback.seed, epoch, trainer.global_rank]
-            return int(np.random.SeedSequence(entropy).generate_state(1)[0])
-    return None
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

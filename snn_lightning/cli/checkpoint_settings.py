@@ -1,13 +1,13 @@
-"""The settings a command takes from its ``--ckpt_path``: the model's stored settings and the trained binning."""
+"""The model settings a command takes from its ``--ckpt_path``, checked against what the command line gives."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from snn_lightning.checkpoints import TRUSTED_PACKAGES, named_classes, untrusted_classes
-from snn_lightning.errors import CheckpointError
+from snn_lightning.errors import CheckpointError, ConfigurationError
 
-__all__ = ["NEWEST_CKPT_PATHS", "SPECIAL_CKPT_PATHS", "stored_model_settings", "take_trained_binning"]
+__all__ = ["NEWEST_CKPT_PATHS", "SPECIAL_CKPT_PATHS", "stored_model_settings"]
 
 # ckpt_path values that name the newest run's checkpoint under trainer.default_root_dir.
 NEWEST_CKPT_PATHS = ("best", "last")
@@ -20,8 +20,11 @@ def stored_model_settings(
 ) -> dict[str, Any] | None:
     """Return the checkpoint's model settings as a ``class_path`` entry to parse, or None when it stored none.
 
-    Settings given on the command line win and are left out. A checkpoint naming a class outside
-    the trusted packages (ours, torch, lightning, the config's and ``trusted_packages``) is refused.
+    Settings given on the command line win and are left out (e.g. ``--model.spike_conv_max_density 0``
+    to evaluate without the sparse convolution), except ``time_steps``, which the network's weights
+    are built for: a different one is refused, pointing to ``eval_time_steps``. A checkpoint naming
+    a class outside the trusted packages (ours, torch, lightning, the config's and
+    ``trusted_packages``) is refused.
 
     Args:
         checkpoint: the loaded Lightning checkpoint.
@@ -31,6 +34,13 @@ def stored_model_settings(
     """
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     hparams.pop("_instantiator", None)
+    given_steps, trained_steps = command_line.get("model.time_steps"), hparams.get("time_steps")
+    if given_steps is not None and trained_steps is not None and str(given_steps) != str(trained_steps):
+        raise ConfigurationError(
+            f"--model.time_steps is {given_steps} but checkpoint {ckpt_path} was trained with time_steps="
+            f"{trained_steps}, which its weights are built for; to evaluate on the first steps only use "
+            f"--model.eval_time_steps {given_steps} and drop --model.time_steps"
+        )
     for key in command_line:
         if key.startswith("model."):
             hparams.pop(key.removeprefix("model."), None)
@@ -49,17 +59,3 @@ def stored_model_settings(
     if "_class_path" in hparams:
         return {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
     return {"class_path": config.model.class_path, "init_args": hparams}  # saved outside the CLI
-
-
-def take_trained_binning(config: Any, checkpoint: dict[str, Any], explicit: dict[str, Any]) -> None:
-    """Set ``data.binning_steps`` to the binning the checkpoint's data module stored, unless given, so evaluation caches only those frames.
-
-    Args:
-        config: the subcommand's parsed config (changed in place).
-        checkpoint: the loaded Lightning checkpoint.
-        explicit: the dotted settings the user gave.
-    """
-    data = config.get("data")
-    state = checkpoint.get(str(data.get("class_path")).rpartition(".")[2]) if data else None
-    if isinstance(state, dict) and "binning_steps" in state and "data.binning_steps" not in explicit:
-        data.init_args.binning_steps = state["binning_steps"]

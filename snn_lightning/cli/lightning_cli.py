@@ -1,11 +1,9 @@
 """``SNNLightningCLI``: LightningCLI that links data and model settings, explains mistakes and adds the safety net.
 
 Model and data are chosen by ``class_path`` in YAML (subclass mode). The data module's number of
-classes and input channels are linked into the model, and the model's time steps into the data,
-so none of them is typed twice; giving one of them on both sides with different values is an error.
-Testing an event-data checkpoint at fewer steps (``--model.time_steps 2``) feeds the model the
-first 2 frames of the binning it was trained with, which the CLI reads from the checkpoint
-(``--data.fewer_steps rebin`` bins each recording into 2 instead; see ``EventDataModule``).
+classes and input channels are linked into the model, so neither is typed twice; giving one of
+them on both sides with different values is an error. The number of time steps is the model's
+alone (``--model.eval_time_steps 2`` evaluates a checkpoint on its first 2 steps).
 
 Every run gets the safety net of :mod:`snn_lightning.callbacks.safety`: ``NaNGuard``, ``EpochSeed``
 (exact resume) and atomic checkpoint writes. A ``fast_dev_run`` fit writes into a temporary folder
@@ -37,12 +35,7 @@ from snn_lightning.callbacks.safety import AtomicCheckpointIO, EpochSeed, NaNGua
 from snn_lightning.callbacks.save_config import LoggerSaveConfigCallback
 from snn_lightning.callbacks.sigterm import SynchronizedSigterm
 from snn_lightning.checkpoints import read_checkpoint, state_dict_mismatch
-from snn_lightning.cli.checkpoint_settings import (
-    NEWEST_CKPT_PATHS,
-    SPECIAL_CKPT_PATHS,
-    stored_model_settings,
-    take_trained_binning,
-)
+from snn_lightning.cli.checkpoint_settings import NEWEST_CKPT_PATHS, SPECIAL_CKPT_PATHS, stored_model_settings
 from snn_lightning.cli.parse_errors import SNNArgumentParser
 from snn_lightning.cli.quiet import drop_unset_wandb_anonymous, quiet_subcommand
 from snn_lightning.cli.run_checks import (
@@ -129,8 +122,6 @@ class SNNLightningCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_channels", "model.init_args.in_channels", apply_on="instantiate")
-        # Model -> data, so `--model.time_steps 2` at evaluation also reaches the event data (see its fewer_steps).
-        parser.link_arguments("model.init_args.time_steps", "data.init_args.time_steps", apply_on="parse")
         parser.add_argument(
             "--run_name",
             type=str | None,
@@ -155,8 +146,9 @@ class SNNLightningCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         """Fill the model settings from the checkpoint's hyperparameters; settings on the command line win.
 
-        Lightning's version lets the checkpoint override even ``--model.time_steps 2`` given to
-        evaluate at fewer steps, and fails with a raw traceback on an unreadable file.
+        Lightning's version knows no ``best``/``last`` in a new process, lets the checkpoint override
+        the command line, imports any class a checkpoint names and fails with a raw traceback on an
+        unreadable file.
         """
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else None
@@ -179,8 +171,6 @@ class SNNLightningCLI(LightningCLI):
         ):
             return
         checkpoint = read_checkpoint(ckpt_path, config.get("weights_only") is not False)
-        if subcommand != "fit":
-            take_trained_binning(config, checkpoint, self.given.explicit)
         model = stored_model_settings(checkpoint, config, self.given.command_line, ckpt_path)
         if model is None:
             return
@@ -193,7 +183,7 @@ class SNNLightningCLI(LightningCLI):
             ) from error
 
     def before_instantiate_classes(self) -> None:
-        """Choose the run folder and wandb's mode; refuse ``data.time_steps`` given with a value other than ``model.time_steps``."""
+        """Choose the run folder and wandb's mode."""
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
         # The folder is new or this run's own (resumed, requeued). The same on every rank: Lightning's
         # config saving broadcasts only when it checks for an existing file, and ranks that disagree hang.
@@ -203,15 +193,6 @@ class SNNLightningCLI(LightningCLI):
             print(
                 "wandb has no API key (WANDB_API_KEY or `wandb login`): logging offline; upload with `wandb sync`",
                 file=sys.stderr,
-            )
-        # jsonargparse overwrites a value given for a link target inside init_args without a word.
-        model_steps = config.get("model.init_args.time_steps")
-        data_steps = self.given.explicit.get("data.time_steps")
-        if data_steps is not None and model_steps is not None and str(data_steps) != str(model_steps):
-            raise ConfigurationError(
-                f"data.time_steps is {data_steps} but model.time_steps is {model_steps}; the CLI copies the model's "
-                f"time steps into the data, so give them once: --model.time_steps {data_steps} "
-                f"(model.init_args.time_steps in YAML) and drop data.time_steps"
             )
 
     def after_instantiate_classes(self) -> None:

@@ -1,7 +1,7 @@
 """The ``snn-lightning`` command: fit / validate / test / predict (LightningCLI) and export.
 
     snn-lightning fit --config configs/quickstart.yaml
-    snn-lightning test --config configs/quickstart.yaml --ckpt_path last --model.time_steps 2
+    snn-lightning test --config configs/quickstart.yaml --ckpt_path last --model.eval_time_steps 2
     snn-lightning export --config configs/quickstart.yaml --ckpt_path logs/quickstart/latest/checkpoints/best.ckpt --format nir
 
 A mistake the user can fix (a config file that is missing, empty or not YAML, an unknown or mistyped

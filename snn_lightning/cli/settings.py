@@ -1,10 +1,10 @@
 """The settings a user gave explicitly: read from the ``--config`` files and the command line before parsing.
 
 jsonargparse merges defaults, config files and the command line into one namespace and does not
-tell which values the user gave. The CLI needs that to keep given settings when it fills the run
+tell which values the user gave (``parse_args(defaults=False)`` still fills a subclass's
+``init_args`` with its defaults). The CLI needs them to keep given settings when it fills the run
 folder's outputs, to let command-line model settings win over a checkpoint's, and to refuse a
-value given for a linked setting: jsonargparse silently overwrites a link target inside a
-subclass's ``init_args`` (``data.time_steps``) with the link source.
+``model.num_classes`` / ``model.in_channels`` that the data's link would overwrite.
 """
 
 from __future__ import annotations

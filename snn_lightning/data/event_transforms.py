@@ -14,7 +14,7 @@ from torchvision.transforms import v2
 
 from ..errors import ConfigurationError
 
-__all__ = ["NDA_AUGMENT", "Binning", "EventsToFrames", "FirstFrames", "FrameAugment", "time_major_collate"]
+__all__ = ["NDA_AUGMENT", "Binning", "EventsToFrames", "FrameAugment", "FramesToClip", "time_major_collate"]
 
 # tonic's ToFrame argument that fixes the number of frames.
 Binning = Literal["n_event_bins", "n_time_bins"]
@@ -22,7 +22,7 @@ Binning = Literal["n_event_bins", "n_time_bins"]
 
 @dataclass(frozen=True)
 class EventsToFrames:
-    """Events (tonic structured array) → event-count frames ``int16 [T, P, H, W]``, T = ``time_steps``.
+    """Events (tonic structured array) → event-count frames ``int16 [T, P, H, W]``, T = ``frames``.
 
     The steps, all tonic's: ``Denoise(filter_time)`` when ``denoise_filter_time > 0``;
     ``DropEvent(drop_event)`` when ``drop_event > 0`` (random: training augmentation only);
@@ -41,7 +41,7 @@ class EventsToFrames:
     """
 
     sensor_size: tuple[int, int, int]
-    time_steps: int
+    frames: int
     binning: Binning = "n_event_bins"
     frame_size: tuple[int, int] | None = None
     denoise_filter_time: float = 0.0
@@ -60,10 +60,10 @@ class EventsToFrames:
         if len(events) and self.drop_event > 0:
             events = tonic.transforms.DropEvent(p=self.drop_event)(events)
         if len(events) == 0:
-            return np.zeros((self.time_steps, polarities, height, width), dtype=np.int16)
+            return np.zeros((self.frames, polarities, height, width), dtype=np.int16)
         if (width, height) != tuple(self.sensor_size[:2]):
             events = tonic.transforms.Downsample(sensor_size=self.sensor_size, target_size=(width, height))(events)
-        to_frame = tonic.transforms.ToFrame(sensor_size=self.output_size, **{self.binning: self.time_steps})
+        to_frame = tonic.transforms.ToFrame(sensor_size=self.output_size, **{self.binning: self.frames})
         return to_frame(events)
 
 
@@ -140,19 +140,17 @@ NDA_AUGMENT = FrameAugment()
 
 
 @dataclass(frozen=True)
-class FirstFrames:
-    """Cached frames ``[T', P, H, W]`` → the float32 clip of their first ``time_steps``, augmented when ``augment`` is set.
+class FramesToClip:
+    """Cached event-count frames ``int16 [T, P, H, W]`` → the float32 clip, augmented when ``augment`` is set.
 
     Args:
-        time_steps: frames kept from the start of each recording's frames.
         augment: the random training augmentation; None for evaluation clips.
     """
 
-    time_steps: int
     augment: FrameAugment | None = None
 
     def __call__(self, frames: np.ndarray) -> Tensor:
-        clip = torch.from_numpy(np.asarray(frames[: self.time_steps], dtype=np.float32))
+        clip = torch.from_numpy(np.asarray(frames, dtype=np.float32))
         return clip if self.augment is None else self.augment(clip)
 
 

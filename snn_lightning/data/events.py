@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -17,15 +17,12 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigurationError, DatasetNotFoundError
 from .event_datasets import DATASETS, EventDataset, EventRecordings, download_recordings, open_recordings
-from .event_transforms import NDA_AUGMENT, Binning, EventsToFrames, FirstFrames, FrameAugment, time_major_collate
+from .event_transforms import NDA_AUGMENT, Binning, EventsToFrames, FrameAugment, FramesToClip, time_major_collate
 from .frame_cache import AtomicDiskCachedDataset, FramedRecordings, build_frame_cache, frame_cache_name
-from .split_module import SplitDataModule, TransformedSubset, check_split_settings, check_time_steps
+from .split_module import SplitDataModule, TransformedSubset, check_at_least, check_split_settings
 from .splits import SPLIT_DESCRIPTIONS, SplitRule, split_recordings
 
 __all__ = ["EventDataModule"]
-
-# How an evaluation at fewer time steps than trained gets its frames.
-FewerSteps = Literal["truncate", "rebin"]
 
 
 class EventDataModule(SplitDataModule):
@@ -38,13 +35,13 @@ class EventDataModule(SplitDataModule):
     that changes them; the first run builds the cache with a progress bar. CIFAR10-DVS and
     N-Caltech101 ship without a train/test split: ``split`` chooses the rule and the run logs it.
 
-    Training bins each recording into ``time_steps`` frames, and checkpoints store that binning
-    (``state_dict``). Evaluating a checkpoint at fewer steps (``--model.time_steps 2``, linked
-    into ``time_steps``) follows ``fewer_steps``: ``truncate`` (latency: the answer after the
-    first k frames, what ``PerStepAccuracy``'s ``acc_tk`` measures) feeds the first k frames of
-    the trained binning; ``rebin`` bins the whole recording into k frames (each frame spans more).
+    Each recording is binned into ``frames`` frames, by default the ``time_steps`` of the model the
+    trainer runs, so a checkpoint is evaluated on the binning it was trained with. A model evaluated
+    at fewer steps (its ``eval_time_steps``) runs the first k frames (latency: what
+    ``PerStepAccuracy``'s ``acc_tk`` measures); ``frames`` set to k bins each whole recording into
+    k frames instead (each frame spans more of it).
 
-    >>> data = EventDataModule(dataset="digits_saccades", time_steps=3, binning="n_time_bins", frame_size=11)
+    >>> data = EventDataModule(dataset="digits_saccades", frames=3, binning="n_time_bins", frame_size=11)
     >>> data.num_classes, data.input_shape  # (polarities, height, width) of one frame, before any event is read
     (10, (2, 11, 11))
     >>> data.augment  # NDA's training augmentation unless given (null: none)
@@ -58,9 +55,7 @@ class EventDataModule(SplitDataModule):
         dataset: EventDataset = "digits_saccades",
         root: str = "data",
         download: bool = False,
-        time_steps: int = 10,
-        fewer_steps: FewerSteps = "truncate",
-        binning_steps: int | None = None,
+        frames: int | None = None,
         binning: Binning = "n_event_bins",
         frame_size: int | None = None,
         denoise_filter_time: float = 0.0,
@@ -78,9 +73,7 @@ class EventDataModule(SplitDataModule):
             dataset: which event dataset to load; digits_saccades is generated from the embedded digits and needs no download.
             root: folder tonic reads the dataset from (e.g. root/NMNIST/Train) and downloads it into.
             download: download the dataset into root with tonic when it is missing.
-            time_steps: number of frames T the model sees per recording; the CLI links it from model.time_steps.
-            fewer_steps: evaluating at fewer time_steps than trained: truncate feeds the first time_steps frames of the trained binning (latency); rebin bins the whole recording into time_steps frames.
-            binning_steps: frames each recording is binned into at evaluation under truncate; null: the checkpoint's trained binning when one is restored, else time_steps (training always bins into time_steps).
+            frames: frames each recording is binned into; null: the time_steps of the model the trainer runs (what it is trained and evaluated with).
             binning: n_event_bins gives every frame the same number of events (most SNN papers); n_time_bins the same duration.
             frame_size: side in pixels of the square frames, made by scaling event coordinates (64 for CIFAR10-DVS in the papers); null keeps the sensor's size.
             denoise_filter_time: tonic Denoise filter time in microseconds (drops events with no neighbour that recent); 0 turns it off.
@@ -97,14 +90,11 @@ class EventDataModule(SplitDataModule):
         if dataset not in DATASETS:
             raise ConfigurationError(f"data.dataset is {dataset!r}; expected one of {', '.join(DATASETS)}")
         info = DATASETS[dataset]
-        check_time_steps(time_steps)
+        if frames is not None:
+            check_at_least("frames", frames, 1, " (null: the model's time_steps)")
         check_split_settings(batch_size, num_workers, val_fraction)
         if denoise_filter_time < 0:
             raise ConfigurationError(f"data.denoise_filter_time is {denoise_filter_time}; set it >= 0 (0 turns it off)")
-        if binning_steps is not None and binning_steps < 1:
-            raise ConfigurationError(f"data.binning_steps is {binning_steps}; set it to an integer >= 1 or null")
-        if fewer_steps not in get_args(FewerSteps):
-            raise ConfigurationError(f"data.fewer_steps is {fewer_steps!r}; expected truncate or rebin")
         if binning not in get_args(Binning):
             raise ConfigurationError(f"data.binning is {binning!r}; expected n_event_bins or n_time_bins")
         if frame_size is not None and not 1 <= frame_size <= min(info.sensor_size[:2]):
@@ -133,10 +123,7 @@ class EventDataModule(SplitDataModule):
         self.dataset = dataset
         self.root = root
         self.download = download
-        self.time_steps = time_steps
-        self.fewer_steps = fewer_steps
-        self.binning_steps = binning_steps
-        self.trained_binning: int | None = None  # restored from a checkpoint by load_state_dict
+        self.frames = frames
         self.binning = binning
         self.frame_size = frame_size
         self.denoise_filter_time = denoise_filter_time
@@ -151,10 +138,6 @@ class EventDataModule(SplitDataModule):
         self.all_zero_clips: dict[str, int] = {}
         self._recordings_of: dict[str, EventRecordings] = {}
         self._frames_of: dict[tuple[str, int], AtomicDiskCachedDataset] = {}
-        self._set_up_binning: int | None = None  # the binning of the splits the last setup built
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
-        self.test_set: Dataset | None = None
 
     @property
     def num_classes(self) -> int:
@@ -169,51 +152,32 @@ class EventDataModule(SplitDataModule):
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """Return ``(polarities, height, width)`` of one frame, after any ``frame_size`` downsampling."""
-        width, height, polarities = self.frames_transform().output_size
-        return polarities, height, width
+        sensor_width, sensor_height, polarities = DATASETS[self.dataset].sensor_size
+        if self.frame_size is None:
+            return polarities, sensor_height, sensor_width
+        return polarities, self.frame_size, self.frame_size
 
     def _cache_root(self) -> Path:
         """Return the folder holding the frame caches."""
         return Path(self.cache_dir).expanduser().absolute() if self.cache_dir else self._root() / "frames_cache"
 
-    def frames_transform(self, binning_steps: int | None = None) -> EventsToFrames:
-        """Return the deterministic events → frames transform whose output is cached, into ``binning_steps`` frames (None: time_steps)."""
-        size = None if self.frame_size is None else (self.frame_size, self.frame_size)
-        sensor_size, steps = DATASETS[self.dataset].sensor_size, binning_steps or self.time_steps
-        return EventsToFrames(sensor_size, steps, self.binning, size, self.denoise_filter_time)
-
-    def binning_at(self, stage: str | None) -> int:
-        """Return the frames each recording is binned into at ``stage``: time_steps in fit and under rebin, else the trained binning."""
-        if stage == "fit" or self.fewer_steps == "rebin":
-            return self.time_steps
-        binning = self.binning_steps or self.trained_binning or self.time_steps
-        if binning < self.time_steps:
-            source = "the checkpoint's trained binning"
-            if self.binning_steps:
-                source = "data.binning_steps, which the CLI takes from the checkpoint"
+    def frame_count(self) -> int:
+        """Return the frames each recording is binned into: ``frames``, or the time_steps of the trainer's model."""
+        if self.frames is not None:
+            return self.frames
+        model = None if self.trainer is None else self.trainer.lightning_module
+        if not isinstance(getattr(model, "time_steps", None), int):
+            runner = "no trainer runs this data module" if model is None else f"{type(model).__name__} has none"
             raise ConfigurationError(
-                f"data.time_steps is {self.time_steps} (linked from model.time_steps) but the recordings are binned "
-                f"into {binning} frames ({source}), and fewer_steps truncate can feed at most those {binning}; "
-                f"set --model.time_steps {binning} or less, or --data.fewer_steps rebin to bin each recording "
-                f"into {self.time_steps}"
+                f"data.frames is null, which takes the model's time_steps, but {runner}; set data.frames (e.g. 10)"
             )
-        return binning
+        return model.time_steps
 
-    def _log_fewer_steps(self) -> None:
-        """Log how an evaluation at fewer steps than trained gets its frames, when the trained binning is known."""
-        trained, steps = self.binning_steps or self.trained_binning, self.time_steps
-        if trained is None or steps >= trained:
-            return
-        if self.fewer_steps == "truncate":
-            rank_zero_info(
-                f"evaluating the first {steps} of {trained} trained frames (truncate); "
-                f"--data.fewer_steps rebin re-bins each recording into {steps}"
-            )
-        else:
-            rank_zero_info(
-                f"evaluating each recording re-binned into {steps} frames, trained on {trained} (rebin); "
-                f"--data.fewer_steps truncate feeds the first {steps} of the {trained} trained frames"
-            )
+    def frames_transform(self, frames: int) -> EventsToFrames:
+        """Return the deterministic events → frames transform whose output is cached, into ``frames`` frames."""
+        size = None if self.frame_size is None else (self.frame_size, self.frame_size)
+        sensor_size = DATASETS[self.dataset].sensor_size
+        return EventsToFrames(sensor_size, frames, self.binning, size, self.denoise_filter_time)
 
     def _recordings(self, part: str) -> EventRecordings:
         """Return the recordings of ``part`` (train, test or all), raising a clear error when they are not on disk."""
@@ -222,11 +186,12 @@ class EventDataModule(SplitDataModule):
             self._recordings_of[part] = open_recordings(self.dataset, part, None if generated else self._root())
         return self._recordings_of[part]
 
-    def _frames(self, part: str, binning_steps: int) -> AtomicDiskCachedDataset:
-        """Return the cached frames of ``part`` binned into ``binning_steps``, building the cache first when it is incomplete."""
-        if (part, binning_steps) not in self._frames_of:
+    def _frames(self, part: str) -> AtomicDiskCachedDataset:
+        """Return the cached frames of ``part``, building the cache first when it is incomplete."""
+        frames = self.frame_count()
+        if (part, frames) not in self._frames_of:
             recordings = self._recordings(part)
-            to_frames = self.frames_transform(binning_steps)
+            to_frames = self.frames_transform(frames)
             folder = self._cache_root() / frame_cache_name(self.dataset, part, to_frames, recordings.identity())
             cached = AtomicDiskCachedDataset(FramedRecordings(recordings, to_frames), str(folder))
             if not (folder / "complete.json").exists():
@@ -238,8 +203,8 @@ class EventDataModule(SplitDataModule):
                     f"events and are all-zero clips"
                 )
             self.all_zero_clips[part] = zero_clips
-            self._frames_of[part, binning_steps] = cached
-        return self._frames_of[part, binning_steps]
+            self._frames_of[part, frames] = cached
+        return self._frames_of[part, frames]
 
     def _parts(self, stage: str | None) -> list[str]:
         """Return the dataset parts that ``stage`` reads."""
@@ -256,7 +221,7 @@ class EventDataModule(SplitDataModule):
                     self._recordings(part)
                 except DatasetNotFoundError:
                     download_recordings(self.dataset, part, self._root())
-            self._frames(part, self.binning_at(stage))
+            self._frames(part)
 
     def _indices(self, side: Literal["train", "test"]) -> tuple[str, np.ndarray]:
         """Return the part and indices of the train or test side of the split."""
@@ -266,19 +231,18 @@ class EventDataModule(SplitDataModule):
         return "all", train if side == "train" else test
 
     def _test_split(self) -> Dataset:
-        """Return the test clips, framed into the binning of this setup."""
+        """Return the test clips."""
         part, indices = self._indices("test")
-        return TransformedSubset(self._frames(part, self._set_up_binning), indices, FirstFrames(self.time_steps))
+        return TransformedSubset(self._frames(part), indices, FramesToClip())
 
     def _train_split(self) -> tuple[Dataset, Dataset]:
         """Return the augmented training clips and the validation clips held out of them, and log the split."""
-        binning, steps = self._set_up_binning, self.time_steps
         part, indices = self._indices("train")
         kept, held = self._hold_out(self._recordings(part).labels[indices])
-        cached = self._frames(part, binning)
+        cached = self._frames(part)
         train_frames: Dataset = cached
         if self.augment is not None and self.augment.drop_event > 0:
-            to_frames = replace(self.frames_transform(binning), drop_event=self.augment.drop_event)
+            to_frames = replace(self.frames_transform(self.frame_count()), drop_event=self.augment.drop_event)
             train_frames = FramedRecordings(self._recordings(part), to_frames)
         validation = "the test split" if self.val_fraction == 0 else f"{len(held)} held out of them"
         rank_zero_info(
@@ -286,32 +250,6 @@ class EventDataModule(SplitDataModule):
             f"{len(indices)} train and {len(self._indices('test')[1])} test recordings; validation on {validation}"
         )
         return (
-            TransformedSubset(train_frames, indices[kept], FirstFrames(steps, self.augment)),
-            TransformedSubset(cached, indices[held], FirstFrames(steps)),
+            TransformedSubset(train_frames, indices[kept], FramesToClip(self.augment)),
+            TransformedSubset(cached, indices[held], FramesToClip()),
         )
-
-    def setup(self, stage: str | None = None) -> None:
-        """Build the splits that ``stage`` needs (fit, validate, test or predict; None builds all) and log the split."""
-        self._set_up_binning = self.binning_at(stage)
-        super().setup(stage)
-        if stage != "fit":
-            self._log_fewer_steps()
-
-    def state_dict(self) -> dict[str, Any]:
-        """Return the binning training uses, ``{"binning_steps": time_steps}``, which Lightning stores in checkpoints."""
-        return {"binning_steps": self.time_steps}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Take the trained binning from a checkpoint restored for evaluation; rebuild the splits setup built with another."""
-        stage = None if self.trainer is None else self.trainer.state.fn.value
-        if stage == "fit":  # training bins into time_steps, whatever the checkpoint was trained with
-            return
-        self.trained_binning = int(state_dict["binning_steps"])
-        if self._set_up_binning is None:
-            return
-        # Lightning restores after setup: splits built before the trained binning was known are built again.
-        if self._set_up_binning != self.binning_at(stage):
-            self.train_set = self.val_set = self.test_set = None
-            self.setup(stage)
-        elif self.binning_steps is None:
-            self._log_fewer_steps()

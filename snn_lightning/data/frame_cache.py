@@ -127,4 +127,4 @@ def frame_cache_name(dataset: str, part: str, to_frames: EventsToFrames, identit
     width, height, _ = to_frames.output_size
     denoise = f"denoise{to_frames.denoise_filter_time:g}us" if to_frames.denoise_filter_time > 0 else "nodenoise"
     digest = hashlib.sha256(f"{CACHE_FORMAT}\n{to_frames}\n{identity}".encode()).hexdigest()[:12]
-    return f"{dataset}-{part}-{to_frames.binning}{to_frames.time_steps}-{height}x{width}-{denoise}-{digest}"
+    return f"{dataset}-{part}-{to_frames.binning}{to_frames.frames}-{height}x{width}-{denoise}-{digest}"

@@ -10,8 +10,6 @@ import lightning
 from lightning.fabric.utilities.data import suggested_max_num_workers
 from torch.utils.data import DataLoader, Dataset
 
-from snn_lightning.callbacks.safety import train_loader_seed
-
 from ..errors import ConfigurationError
 from .loaders import EpochSeededLoader
 from .samplers import UnpaddedShardSampler
@@ -23,7 +21,6 @@ __all__ = [
     "TransformedSubset",
     "check_at_least",
     "check_split_settings",
-    "check_time_steps",
     "default_num_workers",
 ]
 
@@ -74,11 +71,6 @@ def check_at_least(name: str, value: int, least: int, note: str = "") -> None:
         raise ConfigurationError(f"data.{name} is {value}{note}; set it to an integer >= {least}")
 
 
-def check_time_steps(time_steps: int) -> None:
-    """Raise ConfigurationError when ``time_steps``, which the CLI links from the model, is below 1."""
-    check_at_least("time_steps", time_steps, 1, " (linked from model.time_steps)")
-
-
 def check_split_settings(batch_size: int, num_workers: int | None, val_fraction: float) -> None:
     """Raise ConfigurationError naming the first of ``batch_size``, ``num_workers`` and ``val_fraction`` out of range."""
     check_at_least("batch_size", batch_size, 1)
@@ -96,8 +88,9 @@ class SplitDataModule(lightning.LightningDataModule):
     Under DDP (or any strategy that shards data) the val/test/predict loaders split their set over
     the ranks with :class:`UnpaddedShardSampler`, so every sample is scored exactly once and the
     metrics equal one process's; the train loader is left to Lightning's shuffling, padded sampler.
-    The train loader is an :class:`EpochSeededLoader` seeded by the trainer's ``EpochSeed`` callback
-    from (seed, epoch, rank), so a resumed run replays its epochs exactly with worker processes too.
+    The train loader is an :class:`EpochSeededLoader` seeded by ``train_loader_seed``, which the
+    trainer's ``EpochSeed`` callback sets to its (seed, epoch, rank) seed, so a resumed run replays
+    its epochs exactly with worker processes too.
 
     Subclasses set ``batch_size``, ``num_workers`` (None: :func:`default_num_workers`) and
     ``pin_memory``; ``collate_fn`` (None: PyTorch's) batches the samples. ``setup`` builds
@@ -115,6 +108,8 @@ class SplitDataModule(lightning.LightningDataModule):
     train_set: Dataset | None = None
     val_set: Dataset | None = None
     test_set: Dataset | None = None
+    # Returns the seed of each training epoch's loader (sample order, worker seeds); None: drawn from torch.
+    train_loader_seed: Callable[[], int | None] | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -198,8 +193,8 @@ class SplitDataModule(lightning.LightningDataModule):
         return DataLoader(dataset, sampler=sampler, persistent_workers=workers > 0, **settings)
 
     def _train_seed(self) -> int | None:
-        """Return the seed of the training epoch about to start (None without a trainer or an EpochSeed callback)."""
-        return None if self.trainer is None else train_loader_seed(self.trainer)
+        """Return the seed of the training epoch about to start (None when nothing set ``train_loader_seed``)."""
+        return None if self.train_loader_seed is None else self.train_loader_seed()
 
     def train_dataloader(self) -> DataLoader:
         """Return the shuffled, augmented training batches."""

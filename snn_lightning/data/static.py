@@ -18,7 +18,7 @@ from ..errors import ConfigurationError, DatasetNotFoundError
 from .cifar import CIFAR_SOURCES, cifar_files, cifar_not_found, download_cifar, missing_cifar_files, read_cifar
 from .digits import load_digits
 from .mnist import IDX_SOURCES, download_idx, idx_folder, read_idx_split
-from .split_module import SplitDataModule, TransformedSubset, check_at_least, check_split_settings, check_time_steps
+from .split_module import SplitDataModule, TransformedSubset, check_at_least, check_split_settings
 from .static_datasets import STATIC_DATASETS, StaticDataset
 from .transforms import image_transform
 
@@ -127,7 +127,6 @@ class StaticImageDataModule(SplitDataModule):
         self,
         dataset: StaticDataset = "digits",
         root: str = "data",
-        time_steps: int = 4,
         batch_size: int = 128,
         num_workers: int | None = None,
         pin_memory: bool = False,
@@ -146,7 +145,6 @@ class StaticImageDataModule(SplitDataModule):
         Args:
             dataset: which dataset to load; digits is embedded in the package and needs no download.
             root: folder of the data in torchvision's layout (CIFAR, MNIST/raw, FashionMNIST/raw), or holding the four (Fashion-)MNIST IDX files (e.g. /usr/share/datasets/fashion-mnist); for ImageNet the folder of train/ and val/.
-            time_steps: number of time steps the model repeats each image for; recorded here so the CLI links it to the model.
             batch_size: samples per batch (per process under DDP).
             num_workers: dataloader worker processes; 0 loads in the main process; null: 0 for the embedded digits (already in memory), else the CPU cores this process may use, divided by the training processes on the machine, less one, from 1 to 8.
             pin_memory: pin batches in page-locked memory for faster copies to the GPU.
@@ -166,7 +164,6 @@ class StaticImageDataModule(SplitDataModule):
             raise ConfigurationError(
                 f"data.dataset is {dataset!r}; expected one of {', '.join(get_args(StaticDataset))}"
             )
-        check_time_steps(time_steps)
         check_split_settings(batch_size, num_workers, val_fraction)
         check_at_least("cutout", cutout, 0)
         if crop_padding is not None:
@@ -186,7 +183,6 @@ class StaticImageDataModule(SplitDataModule):
         self.save_hyperparameters()
         self.dataset = dataset
         self.root = root
-        self.time_steps = time_steps
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
@@ -200,9 +196,6 @@ class StaticImageDataModule(SplitDataModule):
         self.mixup_alpha = mixup_alpha
         self.cutmix_alpha = cutmix_alpha
         self.seed = seed
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
-        self.test_set: Dataset | None = None
 
     @property
     def num_classes(self) -> int:

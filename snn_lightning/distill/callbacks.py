@@ -1,20 +1,27 @@
-"""Knowledge-distillation methods as Lightning callbacks, listed under ``trainer.callbacks`` in YAML.
+"""Knowledge-distillation methods as Lightning callbacks, named under ``model.distillation`` in YAML.
 
-They act on a :class:`~snn_lightning.modules.DistillationModule`, and only that module calls them:
-in its ``setup`` it hands each one the student's and the teacher's feature channels
-(:meth:`KDCallback.build`) and registers the learnable parts returned; in every training step it
-hands each one a :class:`DistillationOutputs` (student per-step logits and features, teacher
+A :class:`~snn_lightning.modules.DistillationModule` takes them as its ``distillation`` argument
+and hands them to Lightning (``configure_callbacks``), so a config names its methods without
+restating ``trainer.callbacks``; listed under ``trainer.callbacks`` (or given to
+``L.Trainer(callbacks=...)``) they work the same. Only that module calls them: in its ``setup``
+it hands each one the student's and the teacher's feature channels (:meth:`KDCallback.build`)
+and registers the learnable parts returned; in every training step it hands each one a
+:class:`DistillationOutputs` (student per-step logits and features, teacher
 logits and features, targets, label smoothing) with its parts and sums the named loss terms they
 return, logging each as ``train/<name>``. Choose at most one logit method (``ClassicalKD``,
 ``TSERKD`` or ``WSLDKD``: each declares ``replaces_ce`` and returns its own CE + KD terms instead of
 the student's cross-entropy) and any feature method (``FeatureKD``, ``BlurredFeatureKD``) beside
 it; with none the student trains on its plain cross-entropy.
 
-    trainer:
-      callbacks:
-        - class_path: snn_lightning.distill.TSERKD
-          init_args: {alpha: 0.5, tau: 4.0, entropy_weight: 0.01}
-        - class_path: snn_lightning.distill.FeatureKD
+    model:
+      class_path: snn_lightning.modules.DistillationModule
+      init_args:
+        distillation:
+          - class_path: snn_lightning.distill.TSERKD
+            init_args: {alpha: 0.5, tau: 4.0, entropy_weight: 0.01}
+          - class_path: snn_lightning.distill.FeatureKD
+
+Each method's docstring names the function of :mod:`snn_lightning.distill.losses` it computes.
 """
 
 from __future__ import annotations
@@ -148,7 +155,8 @@ class KDCallback(L.Callback):
 class ClassicalKD(KDCallback):
     """Classical logit KD (Hinton et al.; the SNN baseline): CE and τ²·KL on the logits averaged over T.
 
-    Terms: ``ce = (1−α)·CE(z̄, y)``, ``kd = α·τ²·KL(p_T^τ ‖ softmax(z̄/τ))`` with z̄ the time-mean logits.
+    Computes :func:`snn_lightning.distill.losses.classical_kd_terms`: ``ce = (1−α)·CE(z̄, y)``,
+    ``kd = α·τ²·KL(p_T^τ ‖ softmax(z̄/τ))`` with z̄ the time-mean logits.
     """
 
     replaces_ce = True
@@ -180,8 +188,9 @@ class ClassicalKD(KDCallback):
 class TSERKD(KDCallback):
     """TSER (Yu et al., CVPR 2025): CE and KL on every time step's logits, minus an entropy regulariser.
 
-    Terms: ``ce = (1−α)·CE_ts``, ``kd = α·KL_ts``, ``entropy = −λ·H_ts`` (TSER, arXiv 2503.03144).
-    The teacher's logits are the target of every step, so no step leans on the time average.
+    Computes :func:`snn_lightning.distill.losses.tser_terms`: ``ce = (1−α)·CE_ts``, ``kd = α·KL_ts``,
+    ``entropy = −λ·H_ts`` (TSER, arXiv 2503.03144). The teacher's logits are the target of every
+    step, so no step leans on the time average.
     """
 
     replaces_ce = True
@@ -218,10 +227,10 @@ class TSERKD(KDCallback):
 class WSLDKD(KDCallback):
     """Weighted soft-label distillation (WSLD, Zhou et al., ICLR 2021; BKDSNN's logit term) on the time-mean logits z̄.
 
-    Terms: ``ce = CE(z̄, y)`` (at full weight, as in the WSLD and BKDSNN code) and
-    ``kd = weight·τ²·mean_b w_b·KL(p_T^τ ‖ softmax(z̄_b/τ))`` with ``w_b = 1 − exp(−CE(z̄_b, y_b) / CE(t_b, y_b))``:
-    samples the teacher gets more wrong than the student count less
-    (:func:`~snn_lightning.distill.weighted_soft_label_kl`). Use it instead of ``ClassicalKD``/``TSERKD``;
+    Computes :func:`snn_lightning.distill.losses.wsld_terms`: ``ce = CE(z̄, y)`` (at full weight, as in
+    the WSLD and BKDSNN code) and ``kd = weight·τ²·mean_b w_b·KL(p_T^τ ‖ softmax(z̄_b/τ))`` with
+    ``w_b = 1 − exp(−CE(z̄_b, y_b) / CE(t_b, y_b))``: samples the teacher gets more wrong than the student count less
+    (:func:`~snn_lightning.distill.losses.weighted_soft_label_kl`). Use it instead of ``ClassicalKD``/``TSERKD``;
     combine with a feature method (BKDSNN: ``BlurredFeatureKD``).
     """
 
@@ -252,8 +261,9 @@ class WSLDKD(KDCallback):
 class FeatureKD(KDCallback):
     """KDSNN feature KD (Xu et al., CVPR 2023): ``feat = weight·MSE(adapter(mean_t F_S), F_T)`` on the last stage.
 
-    The adapter is a 1×1 convolution from the student's to the teacher's channels, trained with the
-    student; the student map is area-resized to the teacher's size first. Combine with a logit method.
+    Computes :func:`snn_lightning.distill.losses.feature_kd_loss` times ``weight``. The adapter is a
+    1×1 convolution from the student's to the teacher's channels, trained with the student; the
+    student map is area-resized to the teacher's size first. Combine with a logit method.
     """
 
     def __init__(self, weight: float = 1.0, reduction: FeatureReduction = "mean") -> None:
@@ -278,7 +288,8 @@ class FeatureKD(KDCallback):
 class BlurredFeatureKD(KDCallback):
     """BKDSNN blurred feature KD (Xu et al., ECCV 2024): regress the teacher map from a channel-masked student map.
 
-    ``feat = weight·MSE(generator(mask(adapter(mean_t F_S))), F_T)``: a 1×1 conv adapter to the
+    Computes :func:`snn_lightning.distill.losses.blurred_feature_kd_loss` times ``weight``:
+    ``feat = weight·MSE(generator(mask(adapter(mean_t F_S))), F_T)``, with a 1×1 conv adapter to the
     teacher's channels, channels zeroed with probability ``mask_ratio``, then conv3×3 – ReLU –
     conv3×3. Adapter and generator are trained with the student. ``use_clip`` rescales the teacher
     map to the student's range first: ``F_T · max(A) / max(F_T)``, A the adapted student map, maxima

@@ -1,11 +1,13 @@
-"""Classification and distillation losses on time-major student logits, as pure functions.
+"""Distillation losses on time-major student logits, as pure functions.
 
-Student logits ``s`` are ``[T, B, C]``, teacher logits ``t`` are ``[B, C]``, targets ``y`` are ``[B]``;
-every loss returns a float32 scalar. Half-precision inputs (bf16, fp16) are computed in float32, and
-the teacher's tensors are targets: no gradient flows into them. Formulas: TSER (Yu et al., CVPR 2025, arXiv 2503.03144).
+``student_logits`` are ``[T, B, classes]``, ``teacher_logits`` ``[B, classes]``, ``targets`` ``[B]``
+(``t`` is always a time step); every loss returns a float32 scalar. Half-precision inputs (bf16,
+fp16) are computed in float32, and the teacher's tensors are targets: no gradient flows into them.
+Formulas: TSER (Yu et al., CVPR 2025, arXiv 2503.03144). The CE terms are the classifier's own
+cross-entropies (:mod:`snn_lightning.losses`).
 
 The ``*_terms`` functions return the weighted terms of a combined loss by name (``ce``, ``kd``,
-``entropy``), so a training loop can log each one; the matching ``*_loss`` is their sum.
+``entropy``), so a training loop can log each one; the loss is their sum.
 """
 
 from __future__ import annotations
@@ -16,21 +18,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from snn_lightning.losses import as_float32, mean_ce, per_step_ce
+
 __all__ = [
     "FeatureReduction",
     "blurred_feature_kd_loss",
-    "classical_kd_loss",
     "classical_kd_terms",
     "feature_kd_loss",
-    "mean_ce",
-    "per_step_ce",
     "per_step_entropy",
     "per_step_kl",
     "standardize_logits",
-    "tser_loss",
     "tser_terms",
     "weighted_soft_label_kl",
-    "wsld_loss",
     "wsld_terms",
 ]
 
@@ -38,66 +37,36 @@ FeatureReduction = Literal["mean", "sum"]
 """How a feature MSE reduces: ``mean`` over all elements, or ``sum`` over a sample's elements, mean over the batch."""
 
 
-def _float32(x: Tensor) -> Tensor:
-    """Return ``x`` in float32 when it is half precision (bf16/fp16), else unchanged."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-
-
-def standardize_logits(z: Tensor) -> Tensor:
-    """Return ``(z − mean_c z) / std_c z`` over the class axis (Sun et al., CVPR 2024, "logit standardization").
+def standardize_logits(logits: Tensor) -> Tensor:
+    """Return ``(z − mean_c z) / std_c z`` of the logits z over the class axis (Sun et al., CVPR 2024, "logit standardization").
 
     KL at a shared temperature is minimised only when the student's logits equal the teacher's up
     to a constant, so a student must first grow its logits to the teacher's range; after the
     z-score only their relations are matched. A spiking student's logits are an FC layer of firing
     rates, small at initialisation, so this matters for SNNs.
     """
-    z = _float32(z)
-    return (z - z.mean(-1, keepdim=True)) / (z.std(-1, keepdim=True) + 1e-7)
+    logits = as_float32(logits)
+    return (logits - logits.mean(-1, keepdim=True)) / (logits.std(-1, keepdim=True) + 1e-7)
 
 
-def mean_ce(s: Tensor, y: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Return the cross-entropy of the time-mean logits ``mean_t s[t]`` (the classical SNN loss).
+def _tempered(logits: Tensor, tau: float, standardize: bool) -> Tensor:
+    """Return ``logits / tau`` in float32, after :func:`standardize_logits` when ``standardize``."""
+    return (standardize_logits(logits) if standardize else as_float32(logits)) / tau
 
-    A right first step and a wrong second one cancel in the mean (logits [1, 1]: CE = ln 2):
 
-    >>> import torch
-    >>> s = torch.tensor([[[2.0, 0.0]], [[0.0, 2.0]]])  # [T=2, B=1, classes=2]
-    >>> round(mean_ce(s, torch.tensor([0])).item(), 4)
-    0.6931
+def _kl_by_step_and_sample(student_logits: Tensor, teacher_logits: Tensor, tau: float, standardize: bool) -> Tensor:
+    """Return ``KL(p_T^tau ‖ p_S^tau(t))`` unreduced, one value per step and sample ``[T, B]``, without the τ² factor.
+
+    :func:`per_step_kl` is its mean times τ²; :func:`weighted_soft_label_kl` weighs its samples first.
     """
-    return F.cross_entropy(_float32(s).mean(0), y, label_smoothing=label_smoothing)
-
-
-def per_step_ce(s: Tensor, y: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Return ``(1/T) sum_t CE(s[t], y)``, the cross-entropy of every step's logits (TET-style).
-
-    The same two steps as in :func:`mean_ce` are scored apart: (ln(1 + e⁻²) + ln(1 + e²)) / 2.
-
-    >>> import torch
-    >>> s = torch.tensor([[[2.0, 0.0]], [[0.0, 2.0]]])
-    >>> round(per_step_ce(s, torch.tensor([0])).item(), 4)
-    1.1269
-    """
-    time_steps = s.shape[0]
-    steps_of_y = y.repeat(time_steps, *[1] * (y.ndim - 1))  # class indices [B] or probabilities [B, C]
-    return F.cross_entropy(_float32(s).flatten(0, 1), steps_of_y, label_smoothing=label_smoothing)
-
-
-def _tempered(z: Tensor, tau: float, standardize: bool) -> Tensor:
-    """Return ``z / tau`` in float32, after :func:`standardize_logits` when ``standardize``."""
-    return (standardize_logits(z) if standardize else _float32(z)) / tau
-
-
-def _step_kl(s: Tensor, t: Tensor, tau: float, standardize: bool) -> Tensor:
-    """Return ``KL(p_T^tau ‖ p_S^tau(t))`` of every step and sample, ``[T, B]`` (no τ² factor, teacher detached)."""
-    log_p_student = F.log_softmax(_tempered(s, tau, standardize), dim=-1)
-    log_p_teacher = F.log_softmax(_tempered(t.detach(), tau, standardize), dim=-1).expand_as(log_p_student)
+    log_p_student = F.log_softmax(_tempered(student_logits, tau, standardize), dim=-1)
+    log_p_teacher = F.log_softmax(_tempered(teacher_logits.detach(), tau, standardize), dim=-1)
     # log_target keeps p_T·(log p_T − log p_S) finite where p_T underflows to 0.
-    return F.kl_div(log_p_student, log_p_teacher, reduction="none", log_target=True).sum(-1)
+    return F.kl_div(log_p_student, log_p_teacher.expand_as(log_p_student), reduction="none", log_target=True).sum(-1)
 
 
-def per_step_kl(s: Tensor, t: Tensor, tau: float, standardize: bool = False) -> Tensor:
-    """Return ``tau² (1/T) sum_t mean_b KL(p_T^tau ‖ p_S^tau(t))``: the teacher is the target of every step.
+def per_step_kl(student_logits: Tensor, teacher_logits: Tensor, tau: float, standardize: bool = False) -> Tensor:
+    """Return TSER's ``KL_ts = τ² (1/T) sum_t mean_b KL(p_T^τ ‖ p_S^τ(t))``: the teacher is the target of every step.
 
     With ``standardize`` both logits are z-scored over the classes first (:func:`standardize_logits`).
     The teacher's logits ``[B, classes]`` are the target of each of the student's ``[T, B, classes]``:
@@ -109,34 +78,38 @@ def per_step_kl(s: Tensor, t: Tensor, tau: float, standardize: bool = False) -> 
     >>> per_step_kl(torch.zeros(4, 1, 3), teacher, tau=4.0).item() > 0
     True
     """
-    return tau**2 * _step_kl(s, t, tau, standardize).mean()
+    return tau**2 * _kl_by_step_and_sample(student_logits, teacher_logits, tau, standardize).mean()
 
 
-def per_step_entropy(s: Tensor, tau: float, standardize: bool = False) -> Tensor:
-    """Return ``(1/T) sum_t mean_b H(softmax(s[t]/tau))``, the mean entropy of the student's step outputs (z-scored first with ``standardize``).
+def per_step_entropy(student_logits: Tensor, tau: float, standardize: bool = False) -> Tensor:
+    """Return TSER's ``H_ts = (1/T) sum_t mean_b H(softmax(z_t/τ))``, the mean entropy of the student's step logits z_t.
+
+    With ``standardize`` the logits are z-scored over the classes first (:func:`standardize_logits`).
 
     >>> import torch
     >>> round(per_step_entropy(torch.zeros(4, 2, 10), tau=1.0).item(), 4)  # uniform over 10 classes: ln 10
     2.3026
     """
-    log_p = F.log_softmax(_tempered(s, tau, standardize), dim=-1)
+    log_p = F.log_softmax(_tempered(student_logits, tau, standardize), dim=-1)
     return -(log_p.exp() * log_p).sum(-1).mean()
 
 
 def tser_terms(
-    s: Tensor,
-    t: Tensor,
-    y: Tensor,
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    targets: Tensor,
     alpha: float,
     tau: float,
     entropy_weight: float,
     label_smoothing: float = 0.0,
     standardize: bool = False,
 ) -> dict[str, Tensor]:
-    """Return TSER's weighted terms ``ce = (1−α)·CE_ts``, ``kd = α·KL_ts`` and ``entropy = −λ·H_ts``.
+    """Return TSER's loss ``(1−α)·CE_ts + α·KL_ts − λ·H_ts`` as its terms ``ce``, ``kd``, ``entropy``.
 
-    ``standardize`` z-scores the logits of KL and entropy (:func:`standardize_logits`); CE keeps the raw logits.
-    A student and teacher both undecided between two classes: CE ln 2, no KL, entropy ln 2.
+    λ is ``entropy_weight``; ``CE_ts`` is :func:`~snn_lightning.losses.per_step_ce`, ``KL_ts``
+    :func:`per_step_kl`, ``H_ts`` :func:`per_step_entropy`. ``standardize`` z-scores the logits of
+    KL and entropy (:func:`standardize_logits`); CE keeps the raw logits. A student and teacher both
+    undecided between two classes: CE ln 2, no KL, entropy ln 2.
 
     >>> import torch
     >>> terms = tser_terms(torch.zeros(4, 1, 2), torch.zeros(1, 2), torch.tensor([0]), alpha=0.5, tau=1.0, entropy_weight=0.1)
@@ -144,92 +117,68 @@ def tser_terms(
     {'ce': 0.3466, 'kd': 0.0, 'entropy': -0.0693}
     """
     return {
-        "ce": (1 - alpha) * per_step_ce(s, y, label_smoothing),
-        "kd": alpha * per_step_kl(s, t, tau, standardize),
-        "entropy": -entropy_weight * per_step_entropy(s, tau, standardize),
+        "ce": (1 - alpha) * per_step_ce(student_logits, targets, label_smoothing),
+        "kd": alpha * per_step_kl(student_logits, teacher_logits, tau, standardize),
+        "entropy": -entropy_weight * per_step_entropy(student_logits, tau, standardize),
     }
 
 
-def tser_loss(
-    s: Tensor,
-    t: Tensor,
-    y: Tensor,
-    alpha: float,
-    tau: float,
-    entropy_weight: float,
-    label_smoothing: float = 0.0,
-    standardize: bool = False,
-) -> Tensor:
-    """Return the TSER loss ``(1−α)·CE_ts + α·KL_ts − λ·H_ts`` (λ = ``entropy_weight``), CE and KL per time step."""
-    return sum(tser_terms(s, t, y, alpha, tau, entropy_weight, label_smoothing, standardize).values())
-
-
 def classical_kd_terms(
-    s: Tensor,
-    t: Tensor,
-    y: Tensor,
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    targets: Tensor,
     alpha: float,
     tau: float,
     label_smoothing: float = 0.0,
     standardize: bool = False,
 ) -> dict[str, Tensor]:
-    """Return classical KD's weighted terms on the time-mean logits: ``ce = (1−α)·CE``, ``kd = α·τ²·KL``.
+    """Return classical KD's loss ``(1−α)·CE(z̄, y) + α·τ²·KL(p_T^τ ‖ softmax(z̄/τ))`` as its terms ``ce``, ``kd``.
 
-    ``standardize`` z-scores the time-mean and teacher logits of the KL term (:func:`standardize_logits`).
+    z̄ are the time-mean logits. ``standardize`` z-scores the time-mean and teacher logits of the KL term (:func:`standardize_logits`).
     """
+    mean_logits = as_float32(student_logits).mean(0, keepdim=True)  # the time-mean logits as a one-step sequence
     return {
-        "ce": (1 - alpha) * mean_ce(s, y, label_smoothing),
-        # The time-mean logits as a one-step sequence.
-        "kd": alpha * per_step_kl(_float32(s).mean(0, keepdim=True), t, tau, standardize),
+        "ce": (1 - alpha) * mean_ce(student_logits, targets, label_smoothing),
+        "kd": alpha * per_step_kl(mean_logits, teacher_logits, tau, standardize),
     }
 
 
-def classical_kd_loss(
-    s: Tensor,
-    t: Tensor,
-    y: Tensor,
-    alpha: float,
-    tau: float,
-    label_smoothing: float = 0.0,
-    standardize: bool = False,
-) -> Tensor:
-    """Return the classical KD loss ``(1−α)·CE(z̄, y) + α·τ²·KL(p_T^τ ‖ softmax(z̄/τ))`` of the time-mean logits z̄."""
-    return sum(classical_kd_terms(s, t, y, alpha, tau, label_smoothing, standardize).values())
-
-
-def weighted_soft_label_kl(s: Tensor, t: Tensor, y: Tensor, tau: float) -> Tensor:
+def weighted_soft_label_kl(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor, tau: float) -> Tensor:
     """Return WSLD's ``τ² mean_b w_b·KL(p_T^τ ‖ softmax(z̄_b/τ))`` on the time-mean logits z̄ (Zhou et al., ICLR 2021).
 
     The weight ``w_b = 1 − exp(−CE(z̄_b, y_b) / CE(t_b, y_b))`` (both at temperature 1, without
-    gradient) is near 1 for samples the student gets more wrong than the teacher and near 0 where
-    the teacher is the worse one, damping the variance of misleading soft labels. The authors'
-    code (and BKDSNN's copy) weighs the soft cross-entropy ``−Σ_c p_T log p_S``; it differs from
-    the KL by ``w_b·H(p_T^τ)``, which has no gradient, so training is the same and the term is 0
-    when the student matches the teacher.
+    gradient; ``t_b`` the teacher's logits) is near 1 for samples the student gets more wrong than
+    the teacher and near 0 where the teacher is the worse one, damping the variance of misleading
+    soft labels. The authors' code (and BKDSNN's copy) weighs the soft cross-entropy
+    ``−Σ_c p_T log p_S``; it differs from the KL by ``w_b·H(p_T^τ)``, which has no gradient, so
+    training is the same and the term is 0 when the student matches the teacher.
     """
-    mean_logits = _float32(s).mean(0)
-    teacher = _float32(t.detach())
-    ce_student = F.cross_entropy(mean_logits.detach(), y, reduction="none")
+    mean_logits = as_float32(student_logits).mean(0)
+    teacher = as_float32(teacher_logits.detach())
+    ce_student = F.cross_entropy(mean_logits.detach(), targets, reduction="none")
     # The authors' 1e-7 keeps the ratio finite when the teacher is certain of the label (its CE is 0).
-    ratio = ce_student / (F.cross_entropy(teacher, y, reduction="none") + 1e-7)
+    ratio = ce_student / (F.cross_entropy(teacher, targets, reduction="none") + 1e-7)
     weight = 1 - torch.exp(-ratio)
-    kl = _step_kl(mean_logits.unsqueeze(0), teacher, tau, standardize=False)[0]
+    kl = _kl_by_step_and_sample(mean_logits.unsqueeze(0), teacher, tau, standardize=False)[0]
     return tau**2 * (weight * kl).mean()
 
 
 def wsld_terms(
-    s: Tensor, t: Tensor, y: Tensor, weight: float, tau: float, label_smoothing: float = 0.0
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    targets: Tensor,
+    weight: float,
+    tau: float,
+    label_smoothing: float = 0.0,
 ) -> dict[str, Tensor]:
-    """Return WSLD's weighted terms on the time-mean logits: ``ce = CE(z̄, y)`` and ``kd = weight`` × :func:`weighted_soft_label_kl`."""
+    """Return WSLD's loss ``CE(z̄, y) + weight·τ²·mean_b w_b·KL(p_T^τ ‖ softmax(z̄/τ))`` as its terms ``ce``, ``kd``.
+
+    z̄ are the time-mean logits; ``kd`` is ``weight`` × :func:`weighted_soft_label_kl`.
+    """
     return {
-        "ce": mean_ce(s, y, label_smoothing),
-        "kd": weight * weighted_soft_label_kl(s, t, y, tau),
+        "ce": mean_ce(student_logits, targets, label_smoothing),
+        "kd": weight * weighted_soft_label_kl(student_logits, teacher_logits, targets, tau),
     }
-
-
-def wsld_loss(s: Tensor, t: Tensor, y: Tensor, weight: float, tau: float, label_smoothing: float = 0.0) -> Tensor:
-    """Return the WSLD loss ``CE(z̄, y) + weight·τ²·mean_b w_b·KL(p_T^τ ‖ softmax(z̄/τ))`` of the time-mean logits z̄."""
-    return sum(wsld_terms(s, t, y, weight, tau, label_smoothing).values())
 
 
 def _adapted_student(student_features: Tensor, teacher_features: Tensor, adapter: nn.Module) -> Tensor:
@@ -239,7 +188,7 @@ def _adapted_student(student_features: Tensor, teacher_features: Tensor, adapter
     if student.shape[-2:] != teacher_features.shape[-2:]:
         # "area" averages when shrinking and repeats when growing; it commutes with a 1×1 conv adapter.
         student = F.interpolate(student, size=teacher_features.shape[-2:], mode="area")
-    return _float32(adapter(student))
+    return as_float32(adapter(student))
 
 
 def _feature_mse(prediction: Tensor, target: Tensor, reduction: FeatureReduction) -> Tensor:
@@ -266,7 +215,7 @@ def feature_kd_loss(
             ``sum`` is ``C_t·h'·w'`` times ``mean``.
     """
     adapted = _adapted_student(student_features, teacher_features, adapter)
-    return _feature_mse(adapted, _float32(teacher_features.detach()), reduction)
+    return _feature_mse(adapted, as_float32(teacher_features.detach()), reduction)
 
 
 def blurred_feature_kd_loss(
@@ -294,9 +243,9 @@ def blurred_feature_kd_loss(
             ``MSELoss(reduction="sum") / B``), as in :func:`feature_kd_loss`.
     """
     adapted = _adapted_student(student_features, teacher_features, adapter)
-    target = _float32(teacher_features.detach())
+    target = as_float32(teacher_features.detach())
     if use_clip:
         target = target / target.max() * adapted.max()
     keep = torch.rand(adapted.shape[:2] + (1, 1), device=adapted.device) >= mask_ratio
-    generated = _float32(generator(adapted * keep))
+    generated = as_float32(generator(adapted * keep))
     return _feature_mse(generated, target, reduction)

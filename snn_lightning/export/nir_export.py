@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from snn_lightning.errors import ConfigurationError
 from snn_lightning.layers import TemporalBatchNorm2d, TimeDistributed
 from snn_lightning.models.spiking_resnet import SpikingBasicBlock, SpikingResNet
-from snn_lightning.models.staa import STAALIF
+from snn_lightning.models.staa import STAALayer
 from snn_lightning.neurons import IF, LIF, PLIF, AdaptiveLIF
 
 __all__ = ["to_nir", "fold_batchnorm", "lif_node", "SUPPORTED"]
@@ -150,7 +150,7 @@ def lif_node(
 
 def _neuron(neuron: nn.Module, path: str, shape: tuple[int, ...]) -> nir.LIF | nir.IF:
     """Return the NIR node of the spiking activation ``neuron`` (module ``path``) of a layer with output ``shape``."""
-    if isinstance(neuron, STAALIF):
+    if isinstance(neuron, STAALayer):
         parts = [name for name in _STAA_PARTS if getattr(neuron, name) is not None]
         if parts:
             raise _refuse(

@@ -1,6 +1,6 @@
 """Layers for time-major spiking networks: batch layouts, time folding, BN over time, encoding, spike-driven convolution."""
 
-from snn_lightning.layers.batch_layout import batch_time_steps, first_samples, is_time_major
+from snn_lightning.layers.batch_layout import first_samples, is_time_major
 from snn_lightning.layers.batchnorm import TemporalBatchNorm1d, TemporalBatchNorm2d
 from snn_lightning.layers.encoding import DirectEncoder
 from snn_lightning.layers.spike_conv import DEFAULT_MAX_DENSITY, SpikeConv2d, spike_conv2d
@@ -8,7 +8,6 @@ from snn_lightning.layers.time_distributed import TimeDistributed, fold_time, un
 
 __all__ = [
     "is_time_major",
-    "batch_time_steps",
     "first_samples",
     "TimeDistributed",
     "fold_time",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-__all__ = ["is_time_major", "batch_time_steps", "first_samples"]
+__all__ = ["is_time_major", "first_samples"]
 
 
 def is_time_major(batch: Tensor) -> bool:
@@ -18,16 +18,6 @@ def is_time_major(batch: Tensor) -> bool:
         batch: event frames ``[T, B, C, H, W]`` or static images ``[B, C, H, W]``.
     """
     return batch.ndim == 5
-
-
-def batch_time_steps(batch: Tensor, time_steps: int) -> int:
-    """Return the number of steps a network runs ``batch`` for: frames bring their own T, images take ``time_steps``.
-
-    Args:
-        batch: event frames ``[T, B, C, H, W]`` or static images ``[B, C, H, W]``.
-        time_steps: the network's number of steps, for static images.
-    """
-    return batch.shape[0] if is_time_major(batch) else time_steps
 
 
 def first_samples(batch: Tensor, count: int) -> Tensor:

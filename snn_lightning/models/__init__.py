@@ -16,8 +16,8 @@ from snn_lightning.models.spiking_resnet import (
 )
 from snn_lightning.models.staa import (
     STAA,
-    STAALIF,
     GlobalContext,
+    STAALayer,
     StepAttention,
     TemporalPositionEncoding,
     TimeStepDropout,
@@ -38,7 +38,7 @@ __all__ = [
     "spiking_resnet20",
     "spiking_resnet34",
     "STAA",
-    "STAALIF",
+    "STAALayer",
     "TemporalPositionEncoding",
     "GlobalContext",
     "StepAttention",

@@ -70,7 +70,7 @@ class SpikingLinear(nn.Module):
         Args:
             in_features: inputs per step.
             out_features: spiking units of the layer.
-            neuron: activation built for ``out_features`` channels.
+            neuron: the layer's neuron, built by a template for ``out_features`` channels.
         """
         super().__init__()
         self.linear = nn.Linear(in_features, out_features)
@@ -144,7 +144,7 @@ class SpikingConvNet(nn.Module):
         self.encoder = DirectEncoder(time_steps)
         # Stage i is the i-th spiking layer (0 the first conv); STAA's `stages` picks among them.
         num_stages = len(convs) + len(hidden) - 1
-        stage_neurons = (template.for_stage(stage, num_stages) for stage in range(num_stages + 1))
+        stage_templates = (template.for_stage(stage, num_stages) for stage in range(num_stages + 1))
 
         def scale(width: int) -> int:
             return max(1, round(width * width_multiplier))
@@ -156,7 +156,7 @@ class SpikingConvNet(nn.Module):
                 layers.append(TimeDistributed(nn.MaxPool2d(2, ceil_mode=True)))
                 continue
             width = scale(spec)
-            layers += conv_bn_neuron(channels, width, lambda c: next(stage_neurons).build(c, time_steps))
+            layers += conv_bn_neuron(channels, width, lambda c: next(stage_templates).build(c, time_steps))
             channels = width
         layers.append(TimeDistributed(nn.AdaptiveAvgPool2d(head_grid)))
         self.features = nn.Sequential(*layers)
@@ -166,7 +166,7 @@ class SpikingConvNet(nn.Module):
         for width in map(scale, hidden):
             head += [
                 TimeSharedDropout(dropout),
-                SpikingLinear(width_in, width, next(stage_neurons).build(width, time_steps)),
+                SpikingLinear(width_in, width, next(stage_templates).build(width, time_steps)),
             ]
             width_in = width
         self.hidden = nn.Sequential(*head, TimeSharedDropout(dropout))
@@ -181,10 +181,6 @@ class SpikingConvNet(nn.Module):
     def time_steps(self) -> int:
         """Number of steps T a static image ``[B, C, H, W]`` is repeated for."""
         return self.encoder.time_steps
-
-    @time_steps.setter
-    def time_steps(self, value: int) -> None:
-        self.encoder.time_steps = value
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Return the last conv layer's pooled spikes ``[T, B, C, head_grid, head_grid]`` for ``[B,C,H,W]`` or ``[T,B,C,H,W]``."""

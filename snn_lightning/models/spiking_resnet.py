@@ -28,7 +28,7 @@ from snn_lightning.layers import (
 )
 from snn_lightning.models.ann_resnet import conv1x1, init_resnet_weights
 from snn_lightning.models.network_input import as_time_major
-from snn_lightning.neurons import LIF, NeuronTemplate
+from snn_lightning.neurons import LIF, NeuronFactory, NeuronTemplate
 
 __all__ = [
     "SPIKING_RESNETS",
@@ -45,8 +45,6 @@ __all__ = [
 
 StemKind = Literal["cifar", "cifar_deep", "imagenet"]
 DownsampleKind = Literal["conv", "avgpool_conv"]
-# Returns the activation (currents [T, B, C, H, W] -> spikes) of a layer with the given channel count.
-NeuronFactory = Callable[[int], nn.Module]
 
 
 @contextlib.contextmanager
@@ -62,11 +60,11 @@ def _restoring_buffers(module: nn.Module) -> Iterator[None]:
 
 
 def conv_bn_neuron(
-    in_channels: int, out_channels: int, make_neuron: NeuronFactory, kernel_size: int = 3, stride: int = 1
+    in_channels: int, out_channels: int, build_neuron: NeuronFactory, kernel_size: int = 3, stride: int = 1
 ) -> list[nn.Module]:
     """Return [conv, BN over time, neuron]: one spiking layer from currents or spikes to spikes."""
     conv = SpikeConv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2, bias=False)
-    return [TimeDistributed(conv), TemporalBatchNorm2d(out_channels), make_neuron(out_channels)]
+    return [TimeDistributed(conv), TemporalBatchNorm2d(out_channels), build_neuron(out_channels)]
 
 
 def spiking_downsample(in_channels: int, out_channels: int, stride: int, kind: DownsampleKind) -> nn.Sequential:
@@ -103,7 +101,7 @@ class SpikingBasicBlock(nn.Module):
         out_channels: int,
         stride: int,
         downsample: nn.Module | None,
-        make_neuron: NeuronFactory,
+        build_neuron: NeuronFactory,
     ) -> None:
         """
         Args:
@@ -111,16 +109,16 @@ class SpikingBasicBlock(nn.Module):
             out_channels: channels of the output spikes.
             stride: stride of the first convolution (2 halves H and W).
             downsample: shortcut projection when shape changes; None keeps the identity shortcut.
-            make_neuron: returns a fresh neuron for a layer with the given channel count.
+            build_neuron: returns a fresh neuron for a layer with the given channel count.
         """
         super().__init__()
         self.conv1 = TimeDistributed(SpikeConv2d(in_channels, out_channels, 3, stride, padding=1, bias=False))
         self.bn1 = TemporalBatchNorm2d(out_channels)
-        self.neuron1 = make_neuron(out_channels)
+        self.neuron1 = build_neuron(out_channels)
         self.conv2 = TimeDistributed(SpikeConv2d(out_channels, out_channels, 3, padding=1, bias=False))
         self.bn2 = TemporalBatchNorm2d(out_channels)
         self.downsample = downsample
-        self.neuron2 = make_neuron(out_channels)
+        self.neuron2 = build_neuron(out_channels)
 
     def forward(self, x_seq: Tensor) -> Tensor:
         """Return output spikes ``[T, B, out_channels, H/stride, W/stride]`` for input spikes ``[T, B, C, H, W]``."""
@@ -164,9 +162,9 @@ class SpikingResNet(nn.Module):
             stem: "cifar" conv3×3; "cifar_deep" 3× conv3×3 + AvgPool 2 (FSTA); "imagenet" conv7×7/2 + AvgPool 3/2.
             downsample: shortcut projection: "conv" strided 1×1 conv + BN; "avgpool_conv" AvgPool, then 1×1 conv + BN.
             in_channels: channels of the input (3 for RGB images, 2 for DVS polarity frames).
-            time_steps: number of steps T a static image is repeated for; may be changed after construction.
+            time_steps: number of steps T a static image is repeated for (event frames bring their own T).
             width_multiplier: factor applied to every width (at least 1 channel), for small models and tests.
-            neuron: neuron template every spiking layer is built from (see ``make_activation``); null means ``LIF()``.
+            neuron: neuron template every spiking layer's neuron is built from, per stage; null means ``LIF()``.
             checkpoint_blocks: in training keep only each residual block's input and recompute the block in backward (less memory, ~1/3 more time).
             spike_conv_max_density: the 3×3 convolutions compute from their nonzero inputs (CPU) when at most this fraction is nonzero; 0 turns that off.
         """
@@ -196,17 +194,17 @@ class SpikingResNet(nn.Module):
         self.encoder = DirectEncoder(time_steps)
         # The FSTA stem ends in a 2×2 average pool, which shrinks a 1-pixel side to nothing.
         self.min_input_size = 2 if stem == "cifar_deep" else 1
-        make_stem_neuron = functools.partial(self.make_activation, template.for_stage(0, len(blocks)))
-        self.stem = self._make_stem(stem, in_channels, scaled[0], make_stem_neuron)
+        build_stem_neuron = functools.partial(template.for_stage(0, len(blocks)).build, time_steps=time_steps)
+        self.stem = self._make_stem(stem, in_channels, scaled[0], build_stem_neuron)
         stages = []
         channels = scaled[0]
         for index, (count, width, stride) in enumerate(zip(blocks, scaled, strides), start=1):
-            make_neuron = functools.partial(self.make_activation, template.for_stage(index, len(blocks)))
+            build_neuron = functools.partial(template.for_stage(index, len(blocks)).build, time_steps=time_steps)
             shortcut = None
             if stride != 1 or channels != width:
                 shortcut = spiking_downsample(channels, width, stride, downsample)
-            stage = [SpikingBasicBlock(channels, width, stride, shortcut, make_neuron)]
-            stage += [SpikingBasicBlock(width, width, 1, None, make_neuron) for _ in range(count - 1)]
+            stage = [SpikingBasicBlock(channels, width, stride, shortcut, build_neuron)]
+            stage += [SpikingBasicBlock(width, width, 1, None, build_neuron) for _ in range(count - 1)]
             stages.append(nn.Sequential(*stage))
             channels = width
         self.stages = nn.Sequential(*stages)
@@ -221,36 +219,23 @@ class SpikingResNet(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     @staticmethod
-    def _make_stem(kind: StemKind, in_channels: int, width: int, make_neuron: NeuronFactory) -> nn.Sequential:
+    def _make_stem(kind: StemKind, in_channels: int, width: int, build_neuron: NeuronFactory) -> nn.Sequential:
         """Return the stem mapping the input sequence to spikes with ``width`` channels."""
         if kind == "cifar":
-            return nn.Sequential(*conv_bn_neuron(in_channels, width, make_neuron))
+            return nn.Sequential(*conv_bn_neuron(in_channels, width, build_neuron))
         if kind == "cifar_deep":
-            layers = conv_bn_neuron(in_channels, width, make_neuron)
-            layers += conv_bn_neuron(width, width, make_neuron) + conv_bn_neuron(width, width, make_neuron)
+            layers = conv_bn_neuron(in_channels, width, build_neuron)
+            layers += conv_bn_neuron(width, width, build_neuron) + conv_bn_neuron(width, width, build_neuron)
             return nn.Sequential(*layers, TimeDistributed(nn.AvgPool2d(2)))
         if kind == "imagenet":
-            layers = conv_bn_neuron(in_channels, width, make_neuron, kernel_size=7, stride=2)
+            layers = conv_bn_neuron(in_channels, width, build_neuron, kernel_size=7, stride=2)
             return nn.Sequential(*layers, TimeDistributed(nn.AvgPool2d(3, 2, 1)))
         raise ConfigurationError(f"stem must be 'cifar', 'cifar_deep' or 'imagenet', got {kind!r}")
-
-    def make_activation(self, neuron: NeuronTemplate, channels: int) -> nn.Module:
-        """Return the activation of a layer with ``channels`` channels, built from the stage's neuron template.
-
-        Calls ``neuron.build(channels, self.time_steps)``: a deep copy for LIF and PLIF, one leak
-        per channel for AdaptiveLIF, attention on the current in front of the neuron for ``STAA``.
-        Subclasses may override it; it is called during ``__init__``.
-        """
-        return neuron.build(channels, self.time_steps)
 
     @property
     def time_steps(self) -> int:
         """Number of steps T a static image ``[B, C, H, W]`` is repeated for."""
         return self.encoder.time_steps
-
-    @time_steps.setter
-    def time_steps(self, value: int) -> None:
-        self.encoder.time_steps = value
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Return the last stage's spikes ``[T, B, C, h, w]`` (before pooling) for ``[B,C,H,W]`` or ``[T,B,C,H,W]``."""

@@ -15,13 +15,11 @@ working hypothesis. Every part starts as the identity (zero-initialised last lay
 untrained STAA network equals its backbone, and every part is causal in time, so evaluating at
 fewer steps gives exactly the first steps of the longer run.
 
-``STAA`` is the template a network takes as its ``neuron``: it builds one ``STAALIF`` per layer
+``STAA`` is the template a network takes as its ``neuron``: it builds one ``STAALayer`` per layer
 for that layer's channel count, with each part switched on or off by a flag (the paper's ablation).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +29,7 @@ from snn_lightning.errors import ConfigurationError
 from snn_lightning.layers import fold_time, is_time_major, unfold_time
 from snn_lightning.neurons import AdaptiveLIF, NeuronTemplate, SpikingNeuron
 
-__all__ = ["TemporalPositionEncoding", "GlobalContext", "StepAttention", "TimeStepDropout", "STAALIF", "STAA"]
+__all__ = ["TemporalPositionEncoding", "GlobalContext", "StepAttention", "TimeStepDropout", "STAALayer", "STAA"]
 
 
 def _check_sequence(x_seq: Tensor, channels: int, part: str) -> None:
@@ -44,49 +42,43 @@ def _check_sequence(x_seq: Tensor, channels: int, part: str) -> None:
 
 
 class TemporalPositionEncoding(nn.Module):
-    """Learnable temporal position encoding: ``X[t] + P[t]``, ``P ∈ R^{T_max × C × 1 × 1}``, zero-initialised.
+    """Learnable temporal position encoding: ``X[t] + P[t]``, ``P ∈ R^{T × C × 1 × 1}``, zero-initialised.
 
-    Works for any ``T ≤ max_time_steps`` by using ``P[:T]``, so a model trained at T=4 is evaluated at T=2.
+    ``P`` has one row per step the network is built with; a run over fewer steps (the model's
+    ``eval_time_steps``) adds its first rows ``P[:k]``.
     """
 
-    def __init__(self, channels: int, max_time_steps: int, follow_checkpoint: bool = False) -> None:
+    def __init__(self, channels: int, time_steps: int) -> None:
         """
         Args:
             channels: channels C of the current.
-            max_time_steps: largest number of steps T the encoding has a row for.
-            follow_checkpoint: a loaded state dict's encoding sets the number of rows instead of having to match it.
+            time_steps: the network's number of steps T, one row each.
         """
         super().__init__()
-        if max_time_steps < 1:
-            raise ConfigurationError(f"STAA max_time_steps must be >= 1, got {max_time_steps}")
+        if time_steps < 1:
+            raise ConfigurationError(f"STAA's position encoding needs time_steps >= 1, got {time_steps}")
         self.channels = channels
-        self.max_time_steps = max_time_steps
-        self.follow_checkpoint = follow_checkpoint
-        self.encoding = nn.Parameter(torch.zeros(max_time_steps, channels, 1, 1))
-
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
-        saved = state_dict.get(prefix + "encoding")
-        if self.follow_checkpoint and saved is not None and saved.shape[1:] == self.encoding.shape[1:]:
-            # The rows came from the network's time_steps, which may now be an evaluation's smaller T: the
-            # trained rows are kept (a model trained at T=4 tested with --model.time_steps 2 loads all 4).
-            self.max_time_steps = saved.shape[0]
-            self.encoding = nn.Parameter(self.encoding.new_zeros(saved.shape))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.time_steps = time_steps
+        self.encoding = nn.Parameter(torch.zeros(time_steps, channels, 1, 1))
 
     def forward(self, x_seq: Tensor) -> Tensor:
         """Return ``x_seq [T, B, C, H, W]`` plus the encoding of each step."""
         _check_sequence(x_seq, self.channels, "TemporalPositionEncoding")
         time_steps = x_seq.shape[0]
-        if time_steps > self.max_time_steps:
+        if time_steps > self.time_steps:
             raise ConfigurationError(
-                f"the STAA position encoding has max_time_steps={self.max_time_steps} but the input has "
-                f"T={time_steps} steps; evaluate with --model.time_steps <= {self.max_time_steps}, or train "
-                f"with the neuron's max_time_steps >= {time_steps}"
+                f"the STAA position encoding has rows for the network's time_steps={self.time_steps} but the input "
+                f"has T={time_steps} steps; feed at most {self.time_steps} frames, or build the model with "
+                f"--model.time_steps {time_steps}"
             )
         return x_seq + self.encoding[:time_steps].unsqueeze(1)
 
+    def no_weight_decay(self) -> set[str]:
+        """Return the names of the parameters the optimizer leaves without weight decay: the encoding."""
+        return {"encoding"}
+
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, max_time_steps={self.max_time_steps}"
+        return f"channels={self.channels}, time_steps={self.time_steps}"
 
 
 class GlobalContext(nn.Module):
@@ -211,7 +203,7 @@ class TimeStepDropout(nn.Module):
         return f"p={self.p}"
 
 
-class STAALIF(nn.Module):
+class STAALayer(nn.Module):
     """One STAA layer: PE → GC → SA (with TSRD) on the current, then a spiking neuron; emits binary spikes.
 
     Each part may be None (switched off); with all of them None the layer is its neuron.
@@ -254,7 +246,7 @@ class STAALIF(nn.Module):
 
 
 class STAA(nn.Module):
-    """Template of STAA-SNN's aggregator: a network given it as ``neuron`` builds one ``STAALIF`` per layer.
+    """Template of STAA-SNN's aggregator: a network given it as ``neuron`` builds one ``STAALayer`` per layer.
 
     Flags switch each part, so the paper's ablation (baseline → +GC → +PE → +SA → +TSRD) is a
     matter of configuration; with every part off the layers are plain ``neuron``s. ``stages``
@@ -265,7 +257,6 @@ class STAA(nn.Module):
 
     def __init__(
         self,
-        max_time_steps: int | None = None,
         position_encoding: bool = True,
         global_context: bool = True,
         step_attention: bool = True,
@@ -277,7 +268,6 @@ class STAA(nn.Module):
     ) -> None:
         """
         Args:
-            max_time_steps: most time steps T the position encoding supports, in training and evaluation; null means the network's ``time_steps`` (a loaded checkpoint keeps its own).
             position_encoding: add the learnable temporal position encoding (PE) to the current.
             global_context: re-weight channels with the Global Context block (GC).
             step_attention: re-weight each time step's channels with step attention (SA).
@@ -294,7 +284,6 @@ class STAA(nn.Module):
                 f"STAA stages must be a non-empty list of stage numbers >= 0 (0 the stem), got {list(stages)}; "
                 f"null puts the aggregator everywhere"
             )
-        self.max_time_steps = max_time_steps
         self.position_encoding = position_encoding
         self.global_context = global_context
         self.step_attention = step_attention
@@ -313,21 +302,17 @@ class STAA(nn.Module):
             )
         return self if self.stages is None or stage in self.stages else self.neuron
 
-    def build(self, channels: int, time_steps: int) -> STAALIF:
-        """Return a fresh ``STAALIF`` for a layer with ``channels`` channels, with the parts switched on.
+    def build(self, channels: int, time_steps: int) -> STAALayer:
+        """Return a fresh ``STAALayer`` for a layer with ``channels`` channels, with the parts switched on.
 
         Args:
             channels: channels C of the layer's current.
-            time_steps: the network's steps T; the position encoding's length unless ``max_time_steps`` is set.
+            time_steps: the network's steps T, the position encoding's rows.
         """
         attention = self.global_context or self.step_attention
-        encoding = None
-        if self.position_encoding:
-            from_network = self.max_time_steps is None
-            rows = time_steps if from_network else self.max_time_steps
-            encoding = TemporalPositionEncoding(channels, rows, follow_checkpoint=from_network)
+        encoding = TemporalPositionEncoding(channels, time_steps) if self.position_encoding else None
         step_attention = StepAttention(channels, self.reduction, self.temporal_kernel) if self.step_attention else None
-        return STAALIF(
+        return STAALayer(
             neuron=self.neuron.build(channels, time_steps),
             position_encoding=encoding,
             global_context=GlobalContext(channels, self.reduction) if self.global_context else None,
@@ -343,7 +328,7 @@ class STAA(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"max_time_steps={self.max_time_steps}, position_encoding={self.position_encoding}, "
+            f"position_encoding={self.position_encoding}, "
             f"global_context={self.global_context}, step_attention={self.step_attention}, "
             f"step_dropout={self.step_dropout}, reduction={self.reduction}, "
             f"temporal_kernel={self.temporal_kernel}, stages={self.stages}"

@@ -12,7 +12,6 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from snn_lightning.errors import ConfigurationError
-from snn_lightning.models.staa import TemporalPositionEncoding
 from snn_lightning.modules.schedule import WarmupCosine, start_schedule
 
 __all__ = ["ClassifierModule", "weight_decay_groups"]
@@ -187,15 +186,16 @@ def weight_decay_groups(module: nn.Module) -> list[dict[str, Any]]:
     """Return ``module``'s parameters as two optimizer groups: decayed weights, and the rest with ``weight_decay`` 0.
 
     Exempt, as in FSTA-SNN's recipe: every parameter with at most one dimension (BN scales and
-    shifts, biases, the adaptive LIF's per-channel M and N, PLIF's τ) and STAA's position encodings.
+    shifts, biases, the adaptive LIF's per-channel M and N, PLIF's τ) and those a submodule names
+    in its ``no_weight_decay()`` (as timm's models do; STAA's position encodings).
     """
-    encodings = {
-        id(parameter)
-        for layer in module.modules()
-        if isinstance(layer, TemporalPositionEncoding)
-        for parameter in layer.parameters(recurse=False)
+    named = {
+        f"{prefix}.{name}" if prefix else name
+        for prefix, layer in module.named_modules()
+        if hasattr(layer, "no_weight_decay")
+        for name in layer.no_weight_decay()
     }
     decayed, exempt = [], []
-    for parameter in module.parameters():
-        (exempt if parameter.ndim <= 1 or id(parameter) in encodings else decayed).append(parameter)
+    for name, parameter in module.named_parameters():
+        (exempt if parameter.ndim <= 1 or name in named else decayed).append(parameter)
     return [{"params": decayed}, {"params": exempt, "weight_decay": 0.0}]

@@ -23,11 +23,14 @@ _DISTILL = "distill_modules."
 
 
 class DistillationModule(SNNClassifier):
-    """Spiking student trained from a frozen ANN teacher by the KD callbacks listed in ``trainer.callbacks``.
+    """Spiking student trained from a frozen ANN teacher by its KD methods, Lightning callbacks it hands to the trainer.
 
-    The student is an :class:`SNNClassifier` (same arguments, same validation and test). In every
-    training step the teacher runs once, without gradient, on the static image the student repeats
-    over T; each KD callback (``snn_lightning.distill``: ``TSERKD``, ``ClassicalKD``, ``WSLDKD``, ``FeatureKD``,
+    The student is an :class:`SNNClassifier` (same arguments, same validation and test). The KD
+    methods are the ``distillation`` argument, which the module returns from
+    ``configure_callbacks``, so a config names them under the model and keeps the trainer's
+    callbacks of its base; KD callbacks in ``trainer.callbacks`` join them. In every training step
+    the teacher runs once, without gradient, on the static image the student repeats over T; each
+    KD callback (``snn_lightning.distill``: ``TSERKD``, ``ClassicalKD``, ``WSLDKD``, ``FeatureKD``,
     ``BlurredFeatureKD``) returns named loss terms, logged as ``train/<name>`` and summed into
     ``train/loss``, with the student's cross-entropy as ``ce`` unless a callback ``replaces_ce``.
     Without KD callbacks the student trains on its plain cross-entropy. The module drives the
@@ -46,6 +49,7 @@ class DistillationModule(SNNClassifier):
     def __init__(
         self,
         teacher_checkpoint: str,
+        distillation: list[KDCallback] | None = None,
         teacher_arch: ANNArchitecture = "resnet34",
         teacher_stem: Literal["cifar", "imagenet"] = "cifar",
         teacher_width_multiplier: float = 1.0,
@@ -55,6 +59,7 @@ class DistillationModule(SNNClassifier):
         """
         Args:
             teacher_checkpoint: the teacher's weights: a Lightning checkpoint of ``ANNClassifier`` (e.g. ``…/checkpoints/best.ckpt``) or a ``torch.save``d state_dict of an ANN ResNet.
+            distillation: the KD methods, Lightning callbacks from ``snn_lightning.distill`` (one logit method: TSERKD, ClassicalKD or WSLDKD; feature methods FeatureKD, BlurredFeatureKD beside it); null: the student's plain cross-entropy.
             teacher_arch: the teacher's architecture (``snn_lightning.models.ANN_ARCHITECTURES``); must match the checkpoint.
             teacher_stem: the teacher's stem, ``cifar`` (3×3 conv1) or ``imagenet`` (7×7 conv1 + max-pool); must match the checkpoint.
             teacher_width_multiplier: the teacher's ``width_multiplier`` (its ``ANNClassifier`` argument); must match the checkpoint.
@@ -62,6 +67,11 @@ class DistillationModule(SNNClassifier):
             **kwargs: the student's arguments, those of ``SNNClassifier`` (arch, time_steps, neuron, loss, optimizer, …).
         """
         super().__init__(**kwargs)
+        if distillation is not None and self.hparams.get("distillation") is distillation:
+            # Callback objects given in Python would be pickled into checkpoints, which weights_only loading
+            # refuses; the CLI stores their config instead, which is kept (as SNNClassifier does for neuron).
+            del self.hparams["distillation"]
+        self.distillation = list(distillation or [])
         self.teacher_checkpoint = teacher_checkpoint
         self.teacher_arch = teacher_arch
         self.teacher_stem = teacher_stem
@@ -97,8 +107,12 @@ class DistillationModule(SNNClassifier):
         # Bypass nn.Module.__setattr__, which would register the teacher as a submodule.
         self.__dict__["_teacher"] = teacher
 
+    def configure_callbacks(self) -> list[KDCallback]:
+        """Return the KD methods of ``distillation``; Lightning adds them to the trainer's callbacks before ``setup``."""
+        return self.distillation
+
     def setup(self, stage: str) -> None:
-        """Collect the KD callbacks, rejecting duplicates or two logit methods; in a fit read the teacher and build their parts."""
+        """Collect the KD callbacks (``distillation`` and any in ``trainer.callbacks``), rejecting duplicates or two logit methods; in a fit read the teacher and build their parts."""
         self._kd_callbacks = _collect_kd_callbacks(self.trainer.callbacks)
         self._teacher_accuracy_pending = stage == "fit"
         if stage != "fit":
@@ -150,7 +164,7 @@ class DistillationModule(SNNClassifier):
         if not self._kd_callbacks:
             return super().training_step(batch, batch_idx)
         images, targets = batch
-        student_features = self.network.forward_features(images)
+        student_features = self.network.forward_features(self.network_input(images))
         student_logits = self.network.forward_head(student_features)
         teacher_features, teacher_logits = self.teacher_outputs(images)
         outputs = DistillationOutputs(
@@ -209,18 +223,20 @@ class DistillationModule(SNNClassifier):
 
 
 def _collect_kd_callbacks(callbacks: Iterable[Callback]) -> list[KDCallback]:
-    """Return the KD callbacks among the trainer's ``callbacks``; raise a ConfigurationError for duplicates or two logit methods."""
+    """Return the KD callbacks among the trainer's ``callbacks`` (the module's own included); raise a ConfigurationError for duplicates or two logit methods."""
     kd_callbacks = [callback for callback in callbacks if isinstance(callback, KDCallback)]
     names = [callback.name for callback in kd_callbacks]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ConfigurationError(
-            f"trainer.callbacks lists {', '.join(duplicates)} more than once; list each KD method once"
+            f"model.distillation (with trainer.callbacks) lists {', '.join(duplicates)} more than once; "
+            f"list each KD method once"
         )
     logit_methods = [callback.name for callback in kd_callbacks if callback.replaces_ce]
     if len(logit_methods) > 1:
         raise ConfigurationError(
-            f"trainer.callbacks lists two logit-KD methods ({' and '.join(logit_methods)}); each replaces the "
-            f"cross-entropy with its own CE + KD terms, so keep one (feature methods may be added beside it)"
+            f"model.distillation (with trainer.callbacks) lists two logit-KD methods ({' and '.join(logit_methods)}); "
+            f"each replaces the cross-entropy with its own CE + KD terms, so keep one (feature methods may be added "
+            f"beside it)"
         )
     return kd_callbacks

@@ -10,9 +10,9 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-from snn_lightning.distill.losses import mean_ce, per_step_ce
 from snn_lightning.errors import ConfigurationError
-from snn_lightning.layers import DEFAULT_MAX_DENSITY, batch_time_steps, first_samples
+from snn_lightning.layers import DEFAULT_MAX_DENSITY, first_samples, is_time_major
+from snn_lightning.losses import mean_ce, per_step_ce
 from snn_lightning.models import SPIKING_ARCHITECTURES, STAA, Complexity, SpikingArchitecture, measure_complexity
 from snn_lightning.modules.base import ClassifierModule
 from snn_lightning.neurons import SpikingNeuron
@@ -32,6 +32,7 @@ class SNNClassifier(ClassifierModule):
         num_classes: int = 10,
         in_channels: int = 3,
         time_steps: int = 4,
+        eval_time_steps: int | None = None,
         width_multiplier: float = 1.0,
         neuron: SpikingNeuron | STAA | None = None,
         loss: Literal["mean_ce", "per_step_ce"] = "mean_ce",
@@ -49,7 +50,8 @@ class SNNClassifier(ClassifierModule):
             arch: spiking network: ResNets resnet19/20 (CIFAR, DVS), resnet18/34 (ImageNet), resnet_mini (8×8 digits); plain CNNs for 28×28 and 32×32 images convnet2 (conv 32-64, FC 256), plif_net (PLIF paper: conv 128-128, FC 2048), vgg_small (64-64-128-128-256-256, FC 512).
             num_classes: number of classes; the CLI links it from ``data.num_classes``.
             in_channels: input channels; the CLI links it from ``data.in_channels``.
-            time_steps: simulation steps T; may be changed for evaluation (``--model.time_steps 2``).
+            time_steps: simulation steps T the network is built and trained with.
+            eval_time_steps: run only the first k steps outside training (validation, test, predict): images repeated k times, event clips cut to their first k frames; null: time_steps. Not stored in checkpoints (``test --ckpt_path best --model.eval_time_steps 2``).
             width_multiplier: scales every layer's channel count.
             neuron: neuron template for every spiking layer: LIF, PLIF, AdaptiveLIF, or STAA (STAA-SNN's aggregator); null means ``LIF(tau=2.0)``.
             loss: ``mean_ce`` (CE of the time-mean logits) or ``per_step_ce`` (mean of every step's CE, TET).
@@ -65,11 +67,17 @@ class SNNClassifier(ClassifierModule):
         super().__init__(num_classes, optimizer, lr_scheduler, warmup_epochs, exempt_from_weight_decay)
         if time_steps < 1:
             raise ConfigurationError(f"model.time_steps must be >= 1, got {time_steps}; set e.g. --model.time_steps 4")
+        if eval_time_steps is not None and not 1 <= eval_time_steps <= time_steps:
+            raise ConfigurationError(
+                f"model.eval_time_steps is {eval_time_steps} but the network runs time_steps={time_steps}; "
+                f"evaluate at 1..{time_steps} steps (null: all {time_steps})"
+            )
         # Lightning warns about a neuron object given in Python and advises ignoring it, which the next lines do;
         # ignoring "neuron" outright would also drop the config the CLI stores for it.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Attribute 'neuron' is an instance of `nn.Module`")
-            self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+            # eval_time_steps is how this process evaluates, not part of the trained model.
+            self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "eval_time_steps"])
         if neuron is not None and self.hparams.get("neuron") is neuron:
             # A neuron object given in Python would be pickled into checkpoints, which weights_only loading
             # refuses; pass it again to load_from_checkpoint. The CLI stores its config instead, which is kept.
@@ -83,32 +91,60 @@ class SNNClassifier(ClassifierModule):
             checkpoint_blocks=checkpoint_blocks,
             spike_conv_max_density=spike_conv_max_density,
         )
+        self.eval_time_steps = eval_time_steps
         self.compact_spikes = compact_spikes
         self.loss_fn = LOSSES[loss]
         self.label_smoothing = label_smoothing
 
     @property
     def time_steps(self) -> int:
-        """Number of simulation steps the network runs for."""
+        """Number of simulation steps T the network is built and trained with."""
         return self.network.time_steps
 
-    @time_steps.setter
-    def time_steps(self, value: int) -> None:
-        self.network.time_steps = value
+    @property
+    def active_time_steps(self) -> int:
+        """Number of steps the network runs now: ``time_steps`` in training, ``eval_time_steps`` (when set) outside it."""
+        return self.time_steps if self.training or self.eval_time_steps is None else self.eval_time_steps
 
-    def forward(self, images: Tensor) -> Tensor:
-        """Return logits ``[T, B, classes]`` for images ``[B, C, H, W]`` or frames ``[T, B, C, H, W]``."""
+    def network_input(self, inputs: Tensor) -> Tensor:
+        """Return the ``[k, B, C, H, W]`` sequence the network runs, k = ``active_time_steps``: images repeated, frames cut.
+
+        Args:
+            inputs: static images ``[B, C, H, W]`` or event frames ``[T, B, C, H, W]`` (T from the data).
+        """
+        steps = self.active_time_steps
+        if not is_time_major(inputs):
+            return inputs.unsqueeze(0).expand(steps, *inputs.shape) if inputs.ndim == 4 else inputs
+        frames = inputs.shape[0]
+        if frames == steps:
+            return inputs
+        if self.training or frames < steps:
+            raise ConfigurationError(
+                f"the data gives {frames} frames per clip but the model {'trains' if self.training else 'runs'} "
+                f"{steps} time steps; make them equal (drop data.frames, whose default is model.time_steps)"
+                + ("" if self.training else f", or evaluate at fewer steps with --model.eval_time_steps {frames}")
+            )
+        return inputs[:steps]  # every layer is causal: the first k steps' outputs do not depend on later frames
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        """Return logits ``[k, B, classes]`` (k = ``active_time_steps``) for images ``[B, C, H, W]`` or frames ``[T, B, C, H, W]``."""
         with compact_spikes() if self.compact_spikes and torch.is_grad_enabled() else contextlib.nullcontext():
-            return self.network(images)
+            return self.network(self.network_input(inputs))
 
-    def complexity(self, images: Tensor) -> Complexity:
-        """Return the network's parameter count and MACs per sample for inputs shaped like the batch ``images``."""
-        return measure_complexity(self.network, first_samples(images, 1), batch_time_steps(images, self.time_steps))
+    def complexity(self, inputs: Tensor) -> Complexity:
+        """Return the network's parameter count and MACs per sample over ``active_time_steps`` for inputs shaped like ``inputs``."""
+        return measure_complexity(self.network, self.network_input(first_samples(inputs, 1)), self.active_time_steps)
 
     def on_train_batch_start(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        """Print the parameter count and MACs once, at the first training batch (before the first epoch's line)."""
-        if self.global_step == 0 and batch_idx == 0:
-            self.print(f"model complexity: {self.complexity(batch[0])}")
+        """At the first training batch, print the parameter count and MACs (before the first epoch's line) and log them."""
+        if self.global_step != 0 or batch_idx != 0:
+            return
+        complexity = self.complexity(batch[0])
+        self.print(f"model complexity: {complexity}")
+        for logger in self.loggers:
+            logger.log_hyperparams(
+                {"model/parameters": complexity.parameters, "model/macs_per_step": complexity.macs_per_step}
+            )
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return self.loss_fn(outputs, targets, self.label_smoothing)

@@ -4,12 +4,13 @@ from snn_lightning.neurons.adaptive import AdaptiveLIF
 from snn_lightning.neurons.dynamics import LIFSettings, lif_multistep
 from snn_lightning.neurons.lif import IF, LIF, PLIF, SpikingNeuron
 from snn_lightning.neurons.surrogate import ATan, Rectangle, Sigmoid, Surrogate, Triangle
-from snn_lightning.neurons.template import NeuronTemplate
+from snn_lightning.neurons.template import NeuronFactory, NeuronTemplate
 
 __all__ = [
     "lif_multistep",
     "LIFSettings",
     "NeuronTemplate",
+    "NeuronFactory",
     "SpikingNeuron",
     "LIF",
     "PLIF",

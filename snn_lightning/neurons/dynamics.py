@@ -1,7 +1,8 @@
 """Multi-step LIF dynamics as one pure function (the reference backend) and the settings it takes.
 
-A faster backend (fused CPU loop, Triton kernel) replaces :func:`lif_multistep` with the same
-signature and must match it exactly in spikes and closely in gradients.
+The faster backends (``fused``: one autograd node running a C++ or PyTorch loop; ``triton``: the
+same node running Triton kernels; see :mod:`snn_lightning.neurons.kernels`) replace :func:`lif_multistep`
+with the same signature and must match it exactly in spikes and closely in gradients.
 
 Per neuron, ``t = 1..T`` (SpikingJelly's convention):
 

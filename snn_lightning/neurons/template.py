@@ -1,12 +1,17 @@
-"""The neuron template: what a network takes as its ``neuron`` and builds every spiking layer from."""
+"""The neuron template: what a network takes as its ``neuron`` and builds every spiking layer's neuron from."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from torch import nn
 
-__all__ = ["NeuronTemplate"]
+__all__ = ["NeuronTemplate", "NeuronFactory"]
+
+# Builds the neuron of a layer from its channel count: a stage's template with the network's T bound,
+# ``functools.partial(template.for_stage(stage, num_stages).build, time_steps=time_steps)``.
+NeuronFactory = Callable[[int], nn.Module]
 
 
 @runtime_checkable
@@ -19,10 +24,10 @@ class NeuronTemplate(Protocol):
     """
 
     def build(self, channels: int, time_steps: int) -> nn.Module:
-        """Return a fresh activation (currents ``[T, B, channels, ...]`` to spikes) owning its own parameters.
+        """Return a fresh neuron for a layer (currents ``[T, B, channels, ...]`` to spikes) owning its own parameters.
 
         Args:
-            channels: channels of the layer the activation follows.
+            channels: channels of the layer the neuron follows.
             time_steps: steps T the network runs for; sizes per-step parameters the template leaves unset.
         """
         ...

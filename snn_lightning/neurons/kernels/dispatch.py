@@ -11,16 +11,26 @@ import torch
 from torch import Tensor
 
 from snn_lightning.neurons.dynamics import LIFSettings, lif_multistep
-from snn_lightning.neurons.kernels.fused import FusedLIF, ImplementationName
-from snn_lightning.neurons.kernels.memory import register_spikes
+from snn_lightning.neurons.kernels.fused import TORCH_LOOP, FusedLIF
+from snn_lightning.neurons.kernels.ops import Implementation
+from snn_lightning.neurons.kernels.saved_spikes import register_spikes
 
-__all__ = ["Backend", "BACKENDS", "check_backend", "resolve_backend", "lif_multistep_backend"]
+__all__ = [
+    "Backend",
+    "BACKENDS",
+    "check_backend",
+    "resolve_backend",
+    "fused_implementation",
+    "lif_multistep_backend",
+]
 
 Backend = Literal["auto", "reference", "fused", "triton"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 
 logger = logging.getLogger("snn_lightning")
 _announced: set[tuple[str, str]] = set()
+# (backend, device type) -> the implementation the fused node runs, filled on first use.
+_implementations: dict[tuple[Backend, str], Implementation] = {}
 
 
 def _triton_importable() -> bool:
@@ -61,6 +71,37 @@ def resolve_backend(backend: Backend, device: torch.device, dtype: torch.dtype =
     return backend
 
 
+@torch.compiler.disable
+def _load_implementation(backend: Backend, device_type: str) -> Implementation:
+    # Building or importing a kernel is not traceable; once loaded, torch.compile only sees the dict lookup.
+    if backend == "triton":
+        from snn_lightning.neurons.kernels import triton_lif
+
+        loaded = triton_lif.implementation()
+    elif device_type == "cpu":
+        from snn_lightning.neurons.kernels import cpu
+
+        loaded = cpu.implementation() or TORCH_LOOP
+    else:
+        loaded = TORCH_LOOP
+    return _implementations.setdefault((backend, device_type), loaded)
+
+
+def fused_implementation(backend: Backend, device: torch.device) -> Implementation:
+    """Return what :class:`~.fused.FusedLIF` runs for backend ``"fused"`` or ``"triton"`` on ``device``.
+
+    ``"triton"`` gives the Triton kernels; ``"fused"`` the C++/OpenMP kernel on the CPU (built on
+    first use; :data:`~.fused.TORCH_LOOP` without a compiler) and :data:`~.fused.TORCH_LOOP` elsewhere.
+    """
+    if backend not in ("fused", "triton"):
+        raise ValueError(
+            f"backend {backend!r} does not run the fused node; expected 'fused' or 'triton' "
+            f"(resolve 'auto' with resolve_backend first; 'reference' runs lif_multistep)"
+        )
+    loaded = _implementations.get((backend, device.type))
+    return _load_implementation(backend, device.type) if loaded is None else loaded
+
+
 def lif_multistep_backend(
     x_seq: Tensor, inv_tau: float | Tensor, settings: LIFSettings, backend: Backend = "auto"
 ) -> Tensor:
@@ -78,11 +119,7 @@ def lif_multistep_backend(
     chosen = resolve_backend(backend, x_seq.device, x_seq.dtype)
     if chosen == "reference":
         return register_spikes(lif_multistep(x_seq, inv_tau, settings))
-    implementation: ImplementationName
-    if chosen == "triton":
-        implementation = "triton"
-    else:
-        implementation = "cpu" if x_seq.device.type == "cpu" else "torch"
     if not isinstance(inv_tau, Tensor):
         inv_tau = torch.full((), inv_tau, dtype=torch.float64, device=x_seq.device)
+    implementation = fused_implementation(chosen, x_seq.device)
     return register_spikes(FusedLIF.apply(x_seq, inv_tau, settings, implementation))

@@ -4,12 +4,13 @@ The reference loop (:func:`snn_lightning.neurons.dynamics.lif_multistep`) lets a
 every step, keeping three ``[N]`` tensors per step (12 bytes per element in float32).
 :class:`FusedLIF` runs the same recurrence and keeps only the pre-spike membrane ``H [T, N]``
 (4 bytes per element) plus the leak: spikes and the post-reset membrane are recomputed from it
-in backward, which applies SpikingJelly's BPTT formulas (``shared/REFERENCES.md``). Three
-implementations compute forward and backward with the same arguments on a ``[T, N]`` view:
+in backward, which applies SpikingJelly's BPTT formulas (``shared/REFERENCES.md``). The node is
+given the :class:`~.ops.Implementation` that computes forward and backward on a ``[T, N]`` view
+(:func:`.dispatch.fused_implementation` picks it for a backend and a device):
 
-* ``"torch"``: a loop of PyTorch ops (any device; also the CPU fallback without a compiler);
-* ``"cpu"``: the C++/OpenMP kernel of :mod:`.cpu`;
-* ``"triton"``: the Triton kernels of :mod:`.triton_lif` (CUDA).
+* :data:`TORCH_LOOP`: a loop of PyTorch ops (backend ``fused`` off the CPU, or without a compiler);
+* the C++/OpenMP kernel of :mod:`.cpu` (backend ``fused`` on the CPU);
+* the Triton kernels of :mod:`.triton_lif` (backend ``triton``).
 
 The membrane is kept in float32 (float64 for float64 input) whatever the input precision, so
 every implementation matches the reference in spikes bit for bit.
@@ -18,27 +19,15 @@ every implementation matches the reference in spikes bit for bit.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Literal, NamedTuple, get_args
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from snn_lightning.neurons.dynamics import LIFSettings, charge, reset
-from snn_lightning.neurons.kernels.ops import TABLE, Implementation, KernelSettings
+from snn_lightning.neurons.kernels.ops import SURROGATE_FROM_TABLE, Implementation, KernelSettings
 
-__all__ = [
-    "FusedLIF",
-    "LeakLayout",
-    "leak_layout",
-    "memory_order",
-    "ImplementationName",
-    "IMPLEMENTATIONS",
-    "implementation",
-]
-
-ImplementationName = Literal["torch", "cpu", "triton"]
-IMPLEMENTATIONS: tuple[ImplementationName, ...] = get_args(ImplementationName)
+__all__ = ["FusedLIF", "TORCH_LOOP", "LeakLayout", "leak_layout", "memory_order"]
 
 
 class LeakLayout(NamedTuple):
@@ -108,7 +97,7 @@ def backward_torch(
     Walks t backwards: ``dL/dH[t] = dL/dS[t] σ' + dL/dH[t+1] (1 - k) dV[t]/dH[t]`` with
     ``dV/dH = 1 - S + (V_reset - H) σ' (1 - D)`` (hard) or ``1 - V_th σ' (1 - D)`` (soft).
     ``table`` holds the surrogate derivatives σ' ``[T, N]``; the compiled kernels take it only for a
-    surrogate they do not know (``surrogate_kind == TABLE``), this loop always.
+    surrogate they do not know (``surrogate_kind == SURROGATE_FROM_TABLE``), this loop always.
     """
     shape = (h_seq.shape[0], -1, settings.channels, settings.inner)
     h_steps, grad_steps, sg_steps = h_seq.view(shape), grad_spikes.view(shape), table.view(shape)
@@ -141,40 +130,8 @@ def backward_torch(
     return grad_x.view(grad_spikes.shape), leak_partial
 
 
-def _torch_implementation() -> Implementation:
-    return Implementation(forward_torch, backward_torch, builtin_surrogates=False)
-
-
-def _cpu_implementation() -> Implementation:
-    from snn_lightning.neurons.kernels import cpu
-
-    return cpu.implementation() or _torch_implementation()
-
-
-def _triton_implementation() -> Implementation:
-    from snn_lightning.neurons.kernels import triton_lif
-
-    return triton_lif.implementation()
-
-
-_LOADERS: dict[ImplementationName, Callable[[], Implementation]] = {
-    "torch": _torch_implementation,
-    "cpu": _cpu_implementation,
-    "triton": _triton_implementation,
-}
-_loaded: dict[ImplementationName, Implementation] = {}
-
-
-@torch.compiler.disable
-def _load(name: ImplementationName) -> Implementation:
-    # Building or importing a kernel is not traceable; once loaded, torch.compile only sees the dict lookup.
-    return _loaded.setdefault(name, _LOADERS[name]())
-
-
-def implementation(name: ImplementationName) -> Implementation:
-    """Return the implementation called ``name`` (one of :data:`IMPLEMENTATIONS`), loading it on first use."""
-    loaded = _loaded.get(name)
-    return _load(name) if loaded is None else loaded
+TORCH_LOOP = Implementation(forward_torch, backward_torch, builtin_surrogates=False)
+"""The fused node's implementation on any device: a loop of PyTorch ops over the steps."""
 
 
 def _restore_order(flat: Tensor, ordered_shape: tuple[int, ...], order: tuple[int, ...]) -> Tensor:
@@ -186,16 +143,13 @@ def _restore_order(flat: Tensor, ordered_shape: tuple[int, ...], order: tuple[in
 class FusedLIF(torch.autograd.Function):
     """Multi-step LIF as one autograd node: spikes forward, hand-derived BPTT backward from the saved ``H``.
 
-    ``FusedLIF.apply(x_seq, inv_tau, settings, implementation_name)`` takes the arguments of
+    ``FusedLIF.apply(x_seq, inv_tau, settings, implementation)`` takes the arguments of
     :func:`~snn_lightning.neurons.dynamics.lif_multistep` (``inv_tau`` as a tensor) and the
-    name of the implementation that runs it.
+    :class:`~.ops.Implementation` that runs forward and backward.
     """
 
     @staticmethod
-    def forward(
-        ctx, x_seq: Tensor, inv_tau: Tensor, settings: LIFSettings, implementation_name: ImplementationName
-    ) -> Tensor:
-        impl = implementation(implementation_name)
+    def forward(ctx, x_seq: Tensor, inv_tau: Tensor, settings: LIFSettings, implementation: Implementation) -> Tensor:
         state_dtype = torch.promote_types(x_seq.dtype, torch.float32)
         # Work on the memory order of the input (channels-last stays channels-last, no copy).
         order = memory_order(x_seq)
@@ -205,11 +159,11 @@ class FusedLIF(torch.autograd.Function):
         layout = leak_layout(inv_tau_ordered, x_ordered.shape[1:], state_dtype)
         kernel_settings = KernelSettings.of(settings, layout.channels, layout.inner)
         x = x_ordered.reshape(x_seq.shape[0], -1).contiguous()
-        spikes, h_seq = impl.forward(x, layout.leak, kernel_settings)
+        spikes, h_seq = implementation.forward(x, layout.leak, kernel_settings)
         ctx.save_for_backward(h_seq, layout.leak)
         ctx.kernel_settings = kernel_settings
         ctx.surrogate = settings.surrogate
-        ctx.implementation_name = implementation_name
+        ctx.implementation = implementation
         ctx.inv_tau_shape, ctx.inv_tau_dtype = inv_tau.shape, inv_tau.dtype
         ctx.order, ctx.ordered_shape = order, x_ordered.shape
         return _restore_order(spikes, x_ordered.shape, order)
@@ -218,13 +172,13 @@ class FusedLIF(torch.autograd.Function):
     def backward(ctx, grad_spikes: Tensor) -> tuple[Tensor | None, ...]:
         h_seq, leak = ctx.saved_tensors
         settings = ctx.kernel_settings
-        impl = implementation(ctx.implementation_name)
+        implementation = ctx.implementation
         leak_grad = ctx.needs_input_grad[1]
         grad = grad_spikes.permute(ctx.order).reshape(h_seq.shape).contiguous()
         table = None
-        if settings.surrogate_kind == TABLE or not impl.builtin_surrogates:
+        if settings.surrogate_kind == SURROGATE_FROM_TABLE or not implementation.builtin_surrogates:
             table = ctx.surrogate.derivative(h_seq - settings.v_threshold).contiguous()
-        grad_x, leak_partial = impl.backward(grad, h_seq, leak, table, settings, leak_grad)
+        grad_x, leak_partial = implementation.backward(grad, h_seq, leak, table, settings, leak_grad)
         grad_inv_tau = None
         if leak_grad:
             per_neuron = _restore_order(leak_partial.view(1, -1), (1, *ctx.ordered_shape[1:]), ctx.order)[0]

@@ -28,7 +28,7 @@ namespace {
 const int64_t kBlock = 1024;
 
 enum DType { kFloat32 = 0, kFloat64 = 1, kBFloat16 = 2, kFloat16 = 3 };
-enum SurrogateKind { kTable = 0, kATan = 1, kSigmoid = 2, kRectangle = 3, kTriangle = 4 };
+enum SurrogateKind { kFromTable = 0, kATan = 1, kSigmoid = 2, kRectangle = 3, kTriangle = 4 };
 
 struct bf16 { uint16_t bits; };
 
@@ -142,7 +142,7 @@ inline void surrogate_derivative(Acc* sg, const Acc* h, const Acc* table, int64_
         sg[i] = (r > 0 ? r : Acc(0)) / a;
       }
       break;
-    default:  // kTable: derivative precomputed by the surrogate's own Python code
+    default:  // kFromTable (SURROGATE_FROM_TABLE): derivative precomputed by the surrogate's own Python code
       memcpy(sg, table, len * sizeof(Acc));
   }
 }

@@ -16,10 +16,11 @@ from torch import Tensor
 from snn_lightning.neurons.dynamics import LIFSettings
 from snn_lightning.neurons.surrogate import ATan, Rectangle, Sigmoid, Surrogate, Triangle
 
-__all__ = ["TABLE", "KernelSettings", "Implementation", "surrogate_code", "register_lif_ops"]
+__all__ = ["SURROGATE_FROM_TABLE", "KernelSettings", "Implementation", "surrogate_code", "register_lif_ops"]
 
-# Surrogate kinds the compiled kernels evaluate themselves; 0 means "derivative table computed in Python".
-TABLE = 0
+# Surrogate kind for a surrogate the kernels do not know: backward reads its derivatives σ' from a table that
+# the surrogate's own Python code computed. The kernels evaluate the kinds below themselves.
+SURROGATE_FROM_TABLE = 0
 _SURROGATE_CODES: dict[type, tuple[int, str]] = {
     ATan: (1, "alpha"),
     Sigmoid: (2, "alpha"),
@@ -29,10 +30,10 @@ _SURROGATE_CODES: dict[type, tuple[int, str]] = {
 
 
 def surrogate_code(surrogate: Surrogate) -> tuple[int, float]:
-    """Return ``(kind, parameter)`` for a kernel: a built-in surrogate's code, or ``(TABLE, 0.0)`` for any other."""
+    """Return ``(kind, parameter)`` for a kernel: a built-in surrogate's code, or ``(SURROGATE_FROM_TABLE, 0.0)`` for any other."""
     entry = _SURROGATE_CODES.get(type(surrogate))
     if entry is None:
-        return TABLE, 0.0
+        return SURROGATE_FROM_TABLE, 0.0
     code, parameter = entry
     return code, float(getattr(surrogate, parameter))
 
@@ -51,7 +52,7 @@ class KernelSettings(NamedTuple):
     decay_input: bool
     detach_reset: bool
     surrogate_kind: int
-    """A built-in surrogate's code, or :data:`TABLE` when backward gets a table of its derivatives."""
+    """A built-in surrogate's code, or :data:`SURROGATE_FROM_TABLE` when backward gets a table of its derivatives."""
     surrogate_parameter: float
 
     @classmethod

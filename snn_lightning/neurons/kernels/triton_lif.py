@@ -125,7 +125,7 @@ def _lif_backward_kernel(
         t = T - 1 - step
         row = tl.cast(t, tl.int64) * N + offsets
         h = tl.load(h_ptr + row, mask=mask, other=0.0)
-        if SURROGATE == 0:
+        if SURROGATE == 0:  # SURROGATE_FROM_TABLE
             sg = tl.load(table_ptr + row, mask=mask, other=0.0)
         else:
             sg = _surrogate_derivative(h - v_threshold, surrogate_parameter, SURROGATE)

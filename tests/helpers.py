@@ -1,0 +1,144 @@
+"""Helpers several test files share: the CLI run in-process, and datasets written as files in their real formats."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import tonic
+
+from snn_lightning.cli import main
+
+NMNIST_DTYPE = tonic.datasets.NMNIST.dtype
+
+# --- the CLI ---------------------------------------------------------------------------------------
+
+
+def run_main(args, capsys):
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def cli_modes() -> dict[str, object]:
+    """Return the arguments that let ``SNNLightningCLI`` take any model and data module class, as ``main`` does."""
+    return {
+        "model_class": L.LightningModule,
+        "datamodule_class": L.LightningDataModule,
+        "subclass_mode_model": True,
+        "subclass_mode_data": True,
+    }
+
+
+# --- static images: CIFAR batches and IDX files (MNIST, Fashion-MNIST) -------------------------------
+
+
+def write_cifar(root: Path, dataset: str, per_file: int) -> dict[str, np.ndarray]:
+    """Write CIFAR batches in the official pickle format; each image has one constant value per channel."""
+    rng = np.random.default_rng(0)
+    if dataset == "cifar10":
+        folder, label_key, classes = "cifar-10-batches-py", "labels", 10
+        files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+        meta = ("batches.meta", {"label_names": [f"class{i}" for i in range(10)], "num_cases_per_batch": per_file})
+    else:
+        folder, files, label_key, classes = "cifar-100-python", ["train", "test"], "fine_labels", 100
+        meta = ("meta", {"fine_label_names": [f"f{i}" for i in range(100)], "coarse_label_names": ["c"] * 20})
+    (root / folder).mkdir(parents=True)
+    colours = {}
+    for name in files:
+        colour = rng.integers(0, 256, size=(per_file, 3), dtype=np.uint8)
+        planes = np.repeat(colour, 1024, axis=1)  # R plane, G plane, B plane, 1024 values each
+        labels = [int(i % classes) for i in range(per_file)]
+        filenames = [f"{i}.png" for i in range(per_file)]
+        batch = {"batch_label": name, label_key: labels, "data": planes, "filenames": filenames}
+        if dataset == "cifar100":
+            batch["coarse_labels"] = [label // 5 for label in labels]
+        with open(root / folder / name, "wb") as file:
+            pickle.dump(batch, file, protocol=2)
+        colours[name] = colour
+    with open(root / folder / meta[0], "wb") as file:
+        pickle.dump(meta[1], file, protocol=2)
+    return colours
+
+
+class TouchesMarker:
+    """An object whose unpickling would create the file ``marker``: code a CIFAR batch must not run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Return ``array`` (uint8) in the IDX format: magic 0x0000 08 <dims>, big-endian uint32 sizes, the values."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(size).to_bytes(4, "big") for size in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx(folder: Path, name: str, array: np.ndarray, gz: bool = True) -> Path:
+    """Write ``array`` as the IDX file ``folder/name`` (``.gz`` added and gzipped when ``gz``); return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (f"{name}.gz" if gz else name)
+    path.write_bytes(gzip.compress(idx_bytes(array)) if gz else idx_bytes(array))
+    return path
+
+
+def write_mnist(folder: Path, gz: bool = True, train: int = 20, test: int = 10) -> dict[str, np.ndarray]:
+    """Write the four IDX files of a small MNIST-like dataset into ``folder``; return the arrays by file name."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, count in (("train", train), ("t10k", test)):
+        images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+        images[:, 3, 5] = 200
+        arrays[f"{split}-images-idx3-ubyte"] = images
+        arrays[f"{split}-labels-idx1-ubyte"] = (np.arange(count) % 10).astype(np.uint8)
+    for name, array in arrays.items():
+        write_idx(folder, name, array, gz)
+    return arrays
+
+
+# --- events: N-MNIST recordings ----------------------------------------------------------------------
+
+
+def random_events(rng: np.random.Generator, count: int, width: int, height: int, dtype: np.dtype) -> np.ndarray:
+    """Return ``count`` events at random pixels and polarities, t increasing in µs."""
+    events = np.zeros(count, dtype=dtype)
+    events["x"] = rng.integers(0, width, count)
+    events["y"] = rng.integers(0, height, count)
+    events["p"] = rng.integers(0, 2, count)
+    events["t"] = np.sort(rng.integers(0, 300_000, count))
+    return events
+
+
+def write_nmnist_bin(path: Path, events: np.ndarray) -> None:
+    """Write ``events`` in N-MNIST's format: 40 bits each, x, y, polarity bit + 23-bit µs timestamp, big-endian."""
+    t = events["t"].astype(np.int64)
+    assert t.max() < 2**23, "larger timestamps need overflow events"
+    raw = np.stack(
+        [events["x"], events["y"], (events["p"] << 7) | (t >> 16), (t >> 8) & 0xFF, t & 0xFF], axis=1
+    ).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw.tobytes())
+
+
+def write_nmnist(root: Path, counts: dict[str, int], seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """Write ``counts[part]`` recordings per part (Train/Test), labels 0, 1, 2, 0, ...; return events in file order."""
+    rng = np.random.default_rng(seed)
+    written: dict[str, list[np.ndarray]] = {}
+    for part, count in counts.items():
+        files = []
+        for i in range(count):
+            events = random_events(rng, int(rng.integers(50, 200)), 34, 34, NMNIST_DTYPE)
+            path = root / "NMNIST" / part / str(i % 3) / f"{i:05d}.bin"
+            write_nmnist_bin(path, events)
+            files.append((str(path), events))
+        written[part] = [events for _, events in sorted(files, key=lambda item: item[0])]
+    return written
