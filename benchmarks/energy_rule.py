@@ -2,6 +2,7 @@
 
     python benchmarks/energy_rule.py                          # ResNet-34 224 px, ResNet-18 224 px, ResNet-19 and ResNet-20 32 px
     python benchmarks/energy_rule.py --rate 0.1 --time-steps 6
+    python benchmarks/energy_rule.py --smoke                  # seconds: ResNet-20 at 16 px, T=2 (the suite runs it)
 
 Every spiking neuron's output is replaced by independent random spikes at ``--rate`` (a forward
 hook), so every layer after the first sees spikes, or pooled spikes, at that rate; the network's
@@ -62,11 +63,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=0.2, help="firing rate of every spiking neuron")
     parser.add_argument("--time-steps", type=int, default=4, help="time steps T of one inference")
+    parser.add_argument(
+        "--smoke", action="store_true", help="ResNet-20 on a 16 px image, T=2: checks the script runs in seconds"
+    )
     args = parser.parse_args()
+    networks = (("resnet20", 16, 10),) if args.smoke else NETWORKS
+    if args.smoke:
+        args.time_steps = 2
     print(f"mJ per sample, every neuron firing at {args.rate}, T={args.time_steps}, 45nm_fp32")
     print("| network | pooled spikes as AC (papers) | as MAC | AC + memory | ANN | ANN + memory |")
     print("|---|---|---|---|---|---|")
-    for arch, side, classes in NETWORKS:
+    for arch, side, classes in networks:
         papers = energy(arch, side, classes, args.rate, args.time_steps, "ac").report
         as_mac = energy(arch, side, classes, args.rate, args.time_steps, "mac").report
         figures = (

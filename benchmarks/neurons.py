@@ -4,6 +4,7 @@
     python benchmarks/neurons.py --device cuda --dtype bfloat16
     python benchmarks/neurons.py --elements 1048576   # smaller, for a quick look
     python benchmarks/neurons.py --threads 1 --clock cpu   # per-core cost, robust when other jobs share the CPU
+    python benchmarks/neurons.py --smoke              # seconds: T = 4, 4 Ki neurons, 1 repeat (the suite runs it)
 
 Every row runs the same input ``[T, N]`` (tau = 2, hard reset to 0, threshold 1, ATan surrogate)
 forward and backward with a fixed upstream gradient; the time is the median of ``--repeats``
@@ -108,7 +109,12 @@ def main() -> None:
         choices=["wall", "cpu"],
         help="wall time, or this process's CPU time (with --threads 1: unaffected by other jobs)",
     )
+    parser.add_argument(
+        "--smoke", action="store_true", help="T = 4, 4,096 neurons, 1 repeat: checks the script runs in seconds"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.elements, args.steps, args.repeats = 4096, [4], 1
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     torch.set_num_threads(args.threads)
     clock = time.perf_counter if args.clock == "wall" else time.process_time

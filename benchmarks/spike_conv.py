@@ -2,6 +2,7 @@
 
     python benchmarks/spike_conv.py                        # ResNet-19 ×0.5 layer shapes, T·B = 64, 1 thread
     python benchmarks/spike_conv.py --threads 2 --densities 0.02 0.1 0.2 0.3
+    python benchmarks/spike_conv.py --smoke                # seconds: batch 2, density 0.1, 1 repeat (the suite runs it)
 
 Input: binary spikes with the given fraction of ones, channels-last (as a spiking layer emits
 them). Times are the median CPU time of ``--repeats`` calls after one warm-up: forward, and
@@ -56,7 +57,12 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=1, help="CPU threads")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median reported)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="batch 2, density 0.1, 1 repeat: checks the script runs in seconds"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.batch, args.densities, args.repeats = 2, [0.1], 1
     torch.set_num_threads(args.threads)
     print(
         f"# 3×3 conv, batch {args.batch}, {args.threads} thread(s), median CPU ms of {args.repeats}; "

@@ -3,6 +3,7 @@
     python benchmarks/train_step.py                          # CPU, width ×0.5, T = 4, batch 16, 32×32
     python benchmarks/train_step.py --device cuda --width 1.0 --batch-size 64
     python benchmarks/train_step.py --threads 1 --clock cpu   # per-core cost, robust when other jobs share the CPU
+    python benchmarks/train_step.py --smoke                   # width ×1/16, batch 2, 1 step, under a minute (the suite runs it)
 
 Every configuration runs in its own process, so its memory is its own. Memory columns: peak
 resident set size (``getrusage``) and its growth over the process right before training (torch,
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import importlib.util
 import json
 import resource
 import statistics
@@ -46,6 +48,7 @@ CONFIGURATIONS: dict[str, tuple[dict | None, bool]] = {
     "SpikingJelly layers (LIFNode step_mode='m')": (None, False),
 }
 ANCHOR = "SpikingJelly layers (LIFNode step_mode='m')"
+NOT_INSTALLED = "not installed (pip install -e .[bench])"
 
 
 def spikingjelly_resnet19(num_classes: int, time_steps: int, width: float) -> nn.Module:
@@ -236,18 +239,30 @@ def main() -> None:
         help="wall time, or the process's CPU time (with --threads 1: unaffected by other jobs)",
     )
     parser.add_argument("--only", choices=list(CONFIGURATIONS), help=argparse.SUPPRESS)  # one configuration, in a child
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="width ×1/16, batch 2, 1 step: checks the script runs (each configuration is a process start)",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.width, args.batch_size, args.steps = 1 / 16, 2, 1
     if args.only:
         print(json.dumps(measure(args.only, args)))
         return
 
     results: dict[str, dict[str, float] | str] = {}
     for name in CONFIGURATIONS:
+        if CONFIGURATIONS[name][0] is None and importlib.util.find_spec("spikingjelly") is None:
+            results[name] = NOT_INSTALLED
+            continue
         command = [sys.executable, __file__, *sys.argv[1:], "--only", name]
         child = subprocess.run(command, capture_output=True, text=True)
         lines = child.stdout.strip().splitlines()
         results[name] = (
-            json.loads(lines[-1]) if child.returncode == 0 and lines else child.stderr.strip().splitlines()[-1]
+            json.loads(lines[-1])
+            if child.returncode == 0 and lines
+            else (child.stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
         )
     anchor = results.get(ANCHOR)
 
@@ -266,7 +281,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for name, result in results.items():
         if isinstance(result, str):
-            print(f"| {name} | failed: {result} | | | | | |")
+            print(f"| {name} | {result if result == NOT_INSTALLED else f'failed: {result}'} | | | | | |")
             continue
         cells = [
             cell(result, key, digits)
@@ -279,6 +294,9 @@ def main() -> None:
             )
         ]
         print(f"| {name} | " + " | ".join(cells) + f" | {result['spike_rate']:.3f} |")
+    failed = [name for name, result in results.items() if isinstance(result, str) and result != NOT_INSTALLED]
+    if failed:
+        raise SystemExit(f"{len(failed)} configuration(s) failed: {', '.join(failed)} (their errors are in the table)")
 
 
 if __name__ == "__main__":

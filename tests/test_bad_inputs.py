@@ -131,9 +131,9 @@ CASES = [
         ["unknown subcommand 'fitt' (did you mean fit?); choose from fit, validate, test, predict"],
     ),
     (
-        "data time steps given against the model's",
+        "time steps given to the data, which take the model's",
         ["fit", "--config", QUICKSTART, "--data.time_steps", "3"],
-        ["data.time_steps is 3 but model.time_steps is 4", "give them once: --model.time_steps 3"],
+        ["data.init_args.time_steps is not an argument of snn_lightning.data.StaticImageDataModule"],
     ),
     (
         "class count given against the data's",
@@ -402,22 +402,15 @@ def test_an_image_too_small_for_the_stem_is_explained():
         model(torch.rand(2, 1, 1, 1))
 
 
-def test_time_steps_on_the_command_line_beat_the_checkpoint(trained_checkpoint, in_tmp_dir):
-    args = [
-        "test",
-        "--config",
-        QUICKSTART,
-        "--ckpt_path",
-        str(trained_checkpoint),
-        "--model.time_steps",
-        "2",
-        "--trainer.limit_test_batches",
-        "1",
-        "--trainer.logger",
-        "false",
-    ]
-    cli = SNNLightningCLI(args=args)
-    assert cli.model.time_steps == 2 and cli.datamodule.time_steps == 2
+def test_time_steps_other_than_the_checkpoints_are_refused_and_other_settings_come_from_it(
+    trained_checkpoint, in_tmp_dir, capsys
+):
+    args = ["test", "--config", QUICKSTART, "--ckpt_path", str(trained_checkpoint), "--trainer.logger", "false"]
+    args += ["--trainer.limit_test_batches", "1"]
+    code, _, err = run_main([*args, "--model.time_steps", "2"], capsys)
+    assert code == 2 and "--model.eval_time_steps 2 and drop --model.time_steps" in err
+    cli = SNNLightningCLI(args=[*args, "--model.eval_time_steps", "2"])
+    assert cli.model.time_steps == 4 and cli.model.eval_time_steps == 2
     assert cli.model.hparams.width_multiplier == 0.25, "the other model settings come from the checkpoint"
 
 
@@ -475,5 +468,7 @@ def test_the_cli_stops_a_diverging_run_with_one_line(capsys, in_tmp_dir):
     ]
     code, _, err = run_main(args, capsys)
     assert code == 2
-    assert "error: non-finite loss: train/loss=nan at global step" in err
-    assert "training stopped before this step changed the weights" in err and "Traceback" not in err
+    # The weights overflow after a step whose loss was still finite: NaNGuard stops there, not at the next loss.
+    assert "error: non-finite weights: network.stem.0.module.weight holds infinite values after training batch" in err
+    assert "training stopped before a checkpoint held it" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

@@ -166,7 +166,9 @@ def test_energy_preset_and_module_are_checked(tmp_path):
         EnergyEstimate("fp64")
     with pytest.raises(ValueError, match="pooled_spikes must be 'ac' .*got 'none'"):
         EnergyEstimate(pooled_spikes="none")
-    with pytest.raises(ValueError, match="EnergyEstimate needs a spiking module with time_steps .*got FixedLogits"):
+    with pytest.raises(
+        ValueError, match="EnergyEstimate needs a spiking module with active_time_steps .*got FixedLogits"
+    ):
         trainer(tmp_path, [EnergyEstimate()]).test(FixedLogits(), loader(torch.zeros(2, 3, 2)))
 
 

@@ -56,7 +56,8 @@ def test_model_help_shows_argument_docs(capsys):
     code, out, _ = run_main(["fit", "--model.help", "snn_lightning.modules.SNNClassifier"], capsys)
     assert code == 0
     text = " ".join(out.split())  # help is wrapped to the terminal width
-    assert "simulation steps T; may be changed for evaluation" in text
+    assert "simulation steps T the network is built and trained with" in text
+    assert "--model.eval_time_steps EVAL_TIME_STEPS" in text
     assert "--model.loss {mean_ce,per_step_ce}" in text
 
 

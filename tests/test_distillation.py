@@ -201,19 +201,19 @@ def test_fit_leaves_the_teacher_frozen_unchanged_and_outside_the_optimizer(teach
 def test_teacher_and_student_are_fed_the_very_same_batch(teacher_file, tmp_path):
     model = student(teacher_file)
     seen = {}
-    model.network.encoder.register_forward_pre_hook(
+    model.network.stem.register_forward_pre_hook(  # the images repeated over T: a view of the batch
         lambda module, inputs: seen.setdefault("student", []).append(inputs[0])
     )
     model.teacher.conv1.register_forward_pre_hook(
         lambda module, inputs: seen.setdefault("teacher", []).append(inputs[0])
     )
     trainer(tmp_path, [TSERKD()], limit_val_batches=0).fit(model, datamodule=digits())
-    batches = [images for images in seen["student"] if len(images) == 16]  # not the 1-image complexity probe
+    batches = [steps for steps in seen["student"] if steps.shape[1] == 16]  # not the 1-image complexity probe
     assert len(batches) == len(seen["teacher"]) == 2
-    for images_student, images_teacher in zip(batches, seen["teacher"]):
+    for steps_student, images_teacher in zip(batches, seen["teacher"]):
         # One augmented, normalised tensor, not two draws of the augmentation.
-        assert images_student.data_ptr() == images_teacher.data_ptr()
-        assert torch.equal(images_student, images_teacher)
+        assert steps_student.data_ptr() == images_teacher.data_ptr()
+        assert all(torch.equal(images, images_teacher) for images in steps_student)
 
 
 def test_teacher_batchnorm_statistics_survive_a_fit(teacher_file, tmp_path):

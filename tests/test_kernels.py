@@ -288,6 +288,43 @@ def test_missing_compiler_falls_back_to_the_torch_loop_with_a_warning(run_withou
     assert "falls back to its PyTorch loop" in stdout
 
 
+def test_truncated_cached_library_is_rebuilt_never_loaded(tmp_path):
+    # A small library of its own compiles in a fraction of a second; the LIF kernel takes the same path.
+    source = tmp_path / "answer.cpp"
+    source.write_text('extern "C" int answer() { return 42; }\n')
+    failing_compiler = tmp_path / "failing-cxx"  # same --version (so the same cache entry), but cannot compile
+    failing_compiler.write_text('#!/bin/sh\n[ "$1" = --version ] && exec g++ --version\necho "disk full" >&2; exit 1\n')
+    failing_compiler.chmod(0o755)
+    code = (
+        "import warnings\n"
+        "from pathlib import Path\n"
+        "from snn_lightning.native import load_library\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        f"    library = load_library(Path({str(source)!r}), ('-shared', '-fPIC'), 'the answer', 'no answer')\n"
+        "print(library.answer() if library else [str(w.message) for w in caught])\n"
+    )
+
+    def load(compiler: str = "g++") -> subprocess.CompletedProcess:
+        env = {**os.environ, "SNN_LIGHTNING_CACHE": str(tmp_path / "cache"), "CXX": compiler}
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+    assert load().stdout.strip() == "42"
+    (library,) = (tmp_path / "cache").glob("answer-*.so")
+    size = library.stat().st_size
+    library.write_bytes(library.read_bytes()[: size // 2])  # as a full disk or a killed copy leaves it
+    rebuilt = load()
+    assert rebuilt.returncode == 0, f"loading the truncated library ended with exit status {rebuilt.returncode}"
+    assert rebuilt.stdout.strip() == "42" and library.stat().st_size == size
+    assert f"rebuilding {library}: it has {size // 2} bytes" in rebuilt.stderr
+
+    library.write_bytes(library.read_bytes()[: size // 2])
+    refused = load(str(failing_compiler))
+    assert refused.returncode == 0, f"loading the truncated library ended with exit status {refused.returncode}"
+    assert f"the cached library {library} cannot be trusted" in refused.stdout
+    assert f"delete {library} and {library.stem}.json beside it; until then no answer." in refused.stdout
+
+
 # --- memory ----------------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ class PredictionWriter(BasePredictionWriter):
     the data modules), ``prediction``, ``target`` (when the batches carry labels) and
     ``probability`` (of the predicted class). The ``.pt`` file holds the same columns as tensors and
     the full ``[N, classes]`` probabilities. Under DDP every rank writes its own share as
-    ``predictions-rank<r>.*``. The CLI adds this writer to ``predict`` when none is configured.
+    ``predictions-rank<r>.*``. Rank 0 prints where the files are. The CLI adds this writer to ``predict`` when
+    none is configured.
     """
 
     def __init__(self, output_dir: str | None = None) -> None:
@@ -56,3 +58,7 @@ class PredictionWriter(BasePredictionWriter):
                 values = [int(columns["index"][row]), int(columns["prediction"][row])]
                 values += [int(columns["target"][row])] if "target" in columns else []
                 writer.writerow([*values, f"{float(chosen[row]):.6f}"])
+        if trainer.is_global_zero:
+            written = (folder / stem).absolute()
+            others = "" if trainer.world_size == 1 else f"; each of the {trainer.world_size} ranks writes its own share"
+            print(f"predictions ({len(chosen)} samples{others}): {written}.csv, {written}.pt", file=sys.stderr)

@@ -1,8 +1,8 @@
-"""Safety of long runs: stop on a NaN loss, replay epochs exactly on resume, write checkpoints atomically, check output folders.
+"""Safety of long runs: stop on a NaN loss, input or weight, replay epochs exactly on resume, write checkpoints atomically, check output folders.
 
 The CLI turns all of them on (``NaNGuard`` and ``EpochSeed`` as default callbacks,
 ``AtomicCheckpointIO`` as the checkpoint writer, ``check_output_dirs`` before a run); with a plain
-``Trainer`` add them yourself.
+``Trainer`` add them yourself. ``NaNGuard`` lives in :mod:`snn_lightning.callbacks.nan_guard`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning_utilities.core.apply_func import apply_to_collection
 from torch import Tensor
+from torch.nn.parameter import is_lazy
 from torch.utils.data import DataLoader
 
-from snn_lightning.errors import NonFiniteLossError, OutputDirError
+from snn_lightning.callbacks.nan_guard import NaNGuard, latest_checkpoint
+from snn_lightning.errors import OutputDirError
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -40,71 +42,6 @@ __all__ = [
 MiB = 2**20
 # Room left for logs, plots and the config beside the checkpoints.
 LOG_HEADROOM = 64 * MiB
-
-
-class NaNGuard(L.Callback):
-    """Stop training at the first step whose loss is NaN or infinite, before that step changes the weights.
-
-    The check runs just before the backward pass, so the weights, the optimizer state and every
-    checkpoint already written stay as they were after the last good step. The error names the
-    global step, the epoch and batch, every ``train/…`` term logged in that step with its value,
-    and the last checkpoint to resume from. Under DDP the ranks agree (one all-reduce of a flag),
-    so they all stop together.
-    """
-
-    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor) -> None:
-        finite = bool(torch.isfinite(loss.detach()).all())
-        if trainer.strategy.reduce_boolean_decision(not finite, all=False):
-            raise NonFiniteLossError(_non_finite_message(trainer, loss))
-
-
-def _step_terms(trainer: L.Trainer) -> dict[str, float]:
-    """Return the ``train/…`` values logged in the current step (``train/ce_step`` reads as ``train/ce``)."""
-    terms = {}
-    for name, value in trainer.callback_metrics.items():
-        if (
-            name.startswith("train/")
-            and not name.endswith("_epoch")
-            and isinstance(value, Tensor)
-            and value.numel() == 1
-        ):
-            terms[name.removesuffix("_step")] = value.item()
-    return terms
-
-
-def latest_checkpoint(trainer: L.Trainer) -> str | None:
-    """Return the path of the checkpoint the trainer's first ModelCheckpoint wrote last (``last.ckpt`` or its best), if any."""
-    for callback in trainer.checkpoint_callbacks:
-        path = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
-        if path:
-            return path
-    return None
-
-
-def _non_finite_message(trainer: L.Trainer, loss: Tensor) -> str:
-    """Return the NaNGuard error: where it happened, which terms are not finite, and where to resume from."""
-    terms = _step_terms(trainer)
-    bad = [f"{name}={value}" for name, value in sorted(terms.items()) if not np.isfinite(value)]
-    good = [f"{name}={value:.4g}" for name, value in sorted(terms.items()) if np.isfinite(value)]
-    local = loss.detach().float()
-    where = (
-        f"at global step {trainer.global_step} (epoch {trainer.current_epoch}, "
-        f"batch {trainer.fit_loop.epoch_loop.batch_idx})"
-    )
-    if bad:
-        what = f"non-finite loss: {', '.join(bad)}" + (f" (finite: {', '.join(good)})" if good else "")
-    elif bool(torch.isfinite(local).all()):
-        what = "the loss of another DDP rank is not finite"
-    else:
-        what = f"the training loss is {local.flatten()[0].item()} (no term logged as train/… is non-finite)"
-    saved = latest_checkpoint(trainer)
-    resume = (
-        f"resume from the untouched checkpoint with --ckpt_path {saved}" if saved else "no checkpoint was written yet"
-    )
-    return (
-        f"{what} {where}; training stopped before this step changed the weights; {resume}; lower the learning rate "
-        f"(model.init_args.optimizer) or set trainer.gradient_clip_val"
-    )
 
 
 class EpochSeed(L.Callback):
@@ -236,8 +173,16 @@ def _nearest_existing(folder: Path) -> Path:
 
 
 def checkpoint_size(module: torch.nn.Module) -> int:
-    """Return the estimated bytes of one training checkpoint of ``module``: its tensors three times (weights + optimizer state)."""
-    return 3 * sum(tensor.numel() * tensor.element_size() for tensor in module.state_dict().values())
+    """Return the estimated bytes of one training checkpoint of ``module``: its tensors three times (weights + optimizer state).
+
+    A lazy layer's parameters (``nn.LazyLinear`` before its first batch) have no size yet and count
+    as 0, as does an extra state that is not a tensor.
+    """
+    return 3 * sum(
+        tensor.numel() * tensor.element_size()
+        for tensor in module.state_dict().values()
+        if isinstance(tensor, Tensor) and not is_lazy(tensor)
+    )
 
 
 def check_output_dirs(trainer: L.Trainer, module: torch.nn.Module | None = None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from snn_lightning.checkpoints import TRUSTED_PACKAGES, named_classes, untrusted_classes
+from snn_lightning.checkpoints import TRUSTED_PACKAGES, import_paths, untrusted_imports
 from snn_lightning.errors import CheckpointError, ConfigurationError
 
 __all__ = ["NEWEST_CKPT_PATHS", "SPECIAL_CKPT_PATHS", "stored_model_settings"]
@@ -23,8 +23,9 @@ def stored_model_settings(
     Settings given on the command line win and are left out (e.g. ``--model.spike_conv_max_density 0``
     to evaluate without the sparse convolution), except ``time_steps``, which the network's weights
     are built for: a different one is refused, pointing to ``eval_time_steps``. A checkpoint naming
-    a class outside the trusted packages (ours, torch, lightning, the config's and
-    ``trusted_packages``) is refused.
+    a class or function outside the trusted packages (ours, torch, lightning, the packages the
+    config names and ``trusted_packages``), as a ``class_path`` or any other dotted name that
+    jsonargparse would import, is refused before anything it names is imported.
 
     Args:
         checkpoint: the loaded Lightning checkpoint.
@@ -46,15 +47,16 @@ def stored_model_settings(
             hparams.pop(key.removeprefix("model."), None)
     if not hparams:
         return None
-    chosen = {path.split(".")[0] for path, _ in named_classes(config.clone().as_dict())}
-    trusted = (*TRUSTED_PACKAGES, *sorted(chosen), *config.get("trusted_packages", []))
-    untrusted = untrusted_classes(hparams, trusted)
+    chosen = {path.split(".")[0] for path, _, _ in import_paths(config.clone().as_dict())}
+    trusted = tuple(dict.fromkeys((*TRUSTED_PACKAGES, *sorted(chosen), *config.get("trusted_packages", []))))
+    untrusted = untrusted_imports(hparams, trusted)
     if untrusted:
-        package = untrusted[0].split(".")[0]
+        named, package = untrusted[0]
         raise CheckpointError(
-            f"checkpoint {ckpt_path} names the class {untrusted[0]}; the CLI takes classes named by a checkpoint only "
+            f"checkpoint {ckpt_path} names {named}; the CLI takes classes and functions named by a checkpoint only "
             f"from {', '.join(trusted)}, so that a file cannot make it import and run code; if you trust the "
-            f"checkpoint, name that class in your config or pass --trusted_packages '[{package}]'"
+            f"checkpoint, name {'that class' if named.startswith('the class ') else 'it'} in your config or pass "
+            f"--trusted_packages '[{package}]'"
         )
     if "_class_path" in hparams:
         return {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}

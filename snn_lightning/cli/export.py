@@ -19,11 +19,11 @@ import lightning as L
 import nir
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser
 
-from snn_lightning.checkpoints import read_checkpoint, state_dict_mismatch
+from snn_lightning.checkpoints import CHECKPOINT_FILES, read_checkpoint, state_dict_mismatch
 from snn_lightning.cli.checkpoint_settings import SPECIAL_CKPT_PATHS
 from snn_lightning.cli.lightning_cli import SNNLightningCLI
 from snn_lightning.data import SplitDataModule
-from snn_lightning.errors import CheckpointError, ConfigurationError, OutputDirError
+from snn_lightning.errors import CheckpointError, ConfigurationError, OutputDirError, missing_file_reason
 from snn_lightning.export.nir_export import to_nir
 from snn_lightning.models import SpikingResNet
 
@@ -81,8 +81,10 @@ class ExportCLI(SNNLightningCLI):
 
 def _load_weights(model: L.LightningModule, ckpt_path: str, weights_only: bool) -> None:
     """Load the weights of checkpoint ``ckpt_path`` into ``model``, or raise :class:`CheckpointError`."""
-    if ckpt_path in SPECIAL_CKPT_PATHS or not Path(ckpt_path).expanduser().is_file():
-        where = "is resolved only by fit, validate and test" if ckpt_path in SPECIAL_CKPT_PATHS else "does not exist"
+    file = Path(ckpt_path).expanduser()
+    if ckpt_path in SPECIAL_CKPT_PATHS or not file.is_file():
+        special = ckpt_path in SPECIAL_CKPT_PATHS
+        where = "is resolved only by fit, validate and test" if special else missing_file_reason(file, CHECKPOINT_FILES)
         raise CheckpointError(
             f"checkpoint {ckpt_path} {where}; give export the path of a .ckpt file, "
             f"e.g. --ckpt_path logs/quickstart/latest/checkpoints/best.ckpt"

@@ -20,6 +20,7 @@ from importlib.metadata import version
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
@@ -271,7 +272,7 @@ class SNNLightningCLI(LightningCLI):
             self._report_sigterm()
             raise SystemExit(128 + signal.SIGTERM) from None
         except Exception as error:
-            explained = _explained(error, self.config_init[subcommand].get("ckpt_path"))
+            explained = _explained(error, self.config_init[subcommand].get("ckpt_path"), self.model, self.datamodule)
             if explained is error:
                 raise
             raise explained from error
@@ -291,7 +292,12 @@ class SNNLightningCLI(LightningCLI):
         )
 
 
-def _explained(error: Exception, ckpt_path: str | None) -> Exception:
+def _explained(
+    error: Exception,
+    ckpt_path: str | None,
+    model: L.LightningModule | None = None,
+    datamodule: L.LightningDataModule | None = None,
+) -> Exception:
     """Return ``error`` of a running subcommand as a user-fixable error when it is one of the known mistakes, else itself."""
     if not isinstance(error, SNNLightningError) and is_wandb_error(error):
         return ConfigurationError(
@@ -301,6 +307,16 @@ def _explained(error: Exception, ckpt_path: str | None) -> Exception:
         )
     if not isinstance(error, RuntimeError):
         return error
+    if isinstance(error, torch.OutOfMemoryError) or re.search(r"can't allocate memory|not enough memory", str(error)):
+        # The [T, B, ...] activations (kept for backward in training) grow with both T and the batch size.
+        eval_steps = getattr(model, "eval_time_steps", None)
+        return ConfigurationError(
+            f"out of memory with model.time_steps={getattr(model, 'time_steps', '?')}"
+            + (f", model.eval_time_steps={eval_steps}" if eval_steps is not None else "")
+            + f" and data.batch_size={getattr(datamodule, 'batch_size', '?')} ({first_line(error)}); lower "
+            f"model.time_steps (or only for evaluation model.eval_time_steps) or data.batch_size, or keep less for "
+            f"backward in training with model.checkpoint_blocks true / model.compact_spikes true"
+        )
     existing = re.search(r"SaveConfigCallback expected (.*) to NOT exist", str(error))
     if existing:
         return ConfigurationError(

@@ -4,11 +4,11 @@
     snn-lightning test --config configs/quickstart.yaml --ckpt_path last --model.eval_time_steps 2
     snn-lightning export --config configs/quickstart.yaml --ckpt_path logs/quickstart/latest/checkpoints/best.ckpt --format nir
 
-A mistake the user can fix (a config file that is missing, empty or not YAML, an unknown or mistyped
-setting, a trainer setting Lightning refuses, a GPU accelerator without a GPU, an empty or missing
+A mistake the user can fix (a config file that is missing, empty, not YAML or sets a key twice, an unknown or
+mistyped setting or class, a trainer setting Lightning refuses, a GPU accelerator without a GPU, an empty or missing
 ``--ckpt_path``, a checkpoint that does not fit the model, an unwritable log folder, a frame-cache
-folder that is a file, wandb without network, a loss that turns NaN) prints one ``error: …`` line
-naming the setting and the fix, and exits with status 2. Without a wandb API key, wandb logs offline.
+folder that is a file, wandb without network, a loss that turns NaN, memory run out at a large T) prints one
+``error: …`` line naming the setting and the fix, and exits with status 2. Without a wandb API key, wandb logs offline.
 """
 
 from __future__ import annotations

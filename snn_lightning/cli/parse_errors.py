@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import NoReturn
 
 from jsonargparse import ArgumentParser
+from jsonargparse._typehints import get_all_subclass_paths
 from lightning.pytorch.cli import LightningArgumentParser
 
-from snn_lightning.errors import ConfigurationError
+from snn_lightning.errors import ConfigurationError, user_error
 
 __all__ = ["SNNArgumentParser", "explain_parse_error"]
+
+# The packages of the classes a config names (models, data modules, neurons), imported before suggesting a class
+# so that a short ``class_path`` is compared with their subclasses too.
+_CLASS_PACKAGES = ("snn_lightning.modules", "snn_lightning.data", "snn_lightning.neurons", "snn_lightning.models")
 
 
 class SNNArgumentParser(LightningArgumentParser):
@@ -23,14 +29,78 @@ class SNNArgumentParser(LightningArgumentParser):
         """Raise :class:`ConfigurationError` with ``message`` made concise; internal parsers keep jsonargparse's behaviour."""
         if not self.exit_on_error:
             super().error(message, ex)
+        explained = user_error(ex)
+        if explained is not None:  # the parser of an inline --config explained it already
+            raise explained
         parser = getattr(ex, "subcommand_parser", None) or self
         raise ConfigurationError(explain_parse_error(message, parser)) from ex
 
 
-def _suggest(word: str, choices: Iterable[str]) -> str:
-    """Return ``" (did you mean X?)"`` for the closest of ``choices`` to ``word``, or ``""``."""
+def _suggest(word: str, choices: Iterable[str] | Mapping[str, str]) -> str:
+    """Return ``" (did you mean X?)"`` for the closest of ``choices`` to ``word`` (shown as ``choices[X]`` for a mapping), or ``""``."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
+    if not close:
+        return ""
+    return f" (did you mean {choices[close[0]] if isinstance(choices, Mapping) else close[0]}?)"
+
+
+def _import_class(class_path: str) -> type | None:
+    """Return the class at ``class_path``, or None when it cannot be imported."""
+    module_name, _, class_name = class_path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    return found if inspect.isclass(found) else None
+
+
+def _classes_near(class_path: str, bases: tuple[type, ...]) -> list[str]:
+    """Return the import paths of the classes a misspelled ``class_path`` probably meant: the public ``bases``
+    subclasses in the deepest module of ``class_path`` that imports, then every known subclass of ``bases``."""
+    for package in _CLASS_PACKAGES:
+        importlib.import_module(package)
+    paths = []
+    parts = class_path.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        try:
+            module = importlib.import_module(".".join(parts[:end]))
+        except ImportError:
+            continue
+        names = getattr(module, "__all__", [name for name in vars(module) if not name.startswith("_")])
+        classes = [getattr(module, name, None) for name in names]
+        paths += [
+            f"{module.__name__}.{cls.__name__}"
+            for cls in classes
+            if inspect.isclass(cls) and (not bases or issubclass(cls, bases))
+        ]
+        break
+    paths += [path for base in bases for path in get_all_subclass_paths(base)]
+    return list(dict.fromkeys(paths))
+
+
+def _unknown_class(message: str) -> str | None:
+    """Return the line for a ``class_path`` that names no class (misspelled: ``LIFF``, ``snn_lightning.modules.SNNClasifier``)
+    with the closest known class, or None when ``message`` is about something else."""
+    found = re.search(
+        r"Problem with given class_path '([\w.]+)':\s*module '[\w.]+' has no attribute|"
+        r"Expected a dot import path string: (\w+)|"
+        r"expects a function or a callable class: module '([\w.]+)' has no attribute '(\w+)'",
+        message,
+    )
+    if not found:
+        return None
+    given = found[1] or found[2] or f"{found[3]}.{found[4]}"
+    before = message[: found.start()]
+    setting = ".init_args.".join(dict.fromkeys(re.findall(r'Parser key "([\w.]+)"', before))) or "class_path"
+    subtypes = re.findall(r"Subtypes: \[(.*?)\]", before)
+    bases = tuple(
+        cls for cls in map(_import_class, re.findall(r"<class '([\w.]+)'>", subtypes[-1] if subtypes else "")) if cls
+    )
+    known = _classes_near(given, bases)
+    by_name = {path.rpartition(".")[2]: path for path in reversed(known)}  # the first of a name wins
+    listed = ", ".join(known[:6]) + (", …" if len(known) > 6 else "")
+    fix = f"known classes: {listed}" if known else "give the full import path of a class"
+    return f"{setting} names class {given}, which does not exist{_suggest(given.rpartition('.')[2], by_name)}; {fix}"
 
 
 def _class_arguments(class_path: str) -> list[str]:
@@ -59,6 +129,9 @@ def explain_parse_error(message: str, parser: ArgumentParser) -> str:
     help_hint = f"; `snn-lightning {subcommand + ' ' if subcommand else ''}--help` lists the settings"
     outer = re.match(r'Parser key "([\w.]+)"', message)
     group = outer[1] if outer else ""
+    unknown_class = _unknown_class(message)
+    if unknown_class:
+        return unknown_class
     class_path = re.search(r"Problem with given class_path '([\w.]+)'", message)
     unknown_option = re.search(r"Option '(\w+)' is not accepted", message)
     if class_path and unknown_option:

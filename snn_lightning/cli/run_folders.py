@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from snn_lightning.cli.settings import GivenSettings
-from snn_lightning.errors import ConfigurationError, NonFiniteLossError, user_error
+from snn_lightning.errors import ConfigurationError, NonFiniteValueError, user_error
 from snn_lightning.run_outputs import place_outputs, tag_wandb_runs
 from snn_lightning.runs import (
     RUN_DIR_VARIABLE,
@@ -144,13 +144,13 @@ class RunPlacement:
             shutil.rmtree(self.throwaway, ignore_errors=True)
 
     def forget_failed_start(self, error: BaseException) -> None:
-        """Remove the run folder this command created when it stopped before writing a checkpoint (a NaN loss keeps its logs).
+        """Remove the run folder this command created when it stopped before writing a checkpoint (a NaN loss or input keeps its logs).
 
         Args:
             error: the error that stopped the command.
         """
         self.remove_throwaway()
-        if self.created_run is None or isinstance(user_error(error), NonFiniteLossError):
+        if self.created_run is None or isinstance(user_error(error), NonFiniteValueError):
             return
         folder, previous = self.created_run
         if folder.is_dir() and not any(folder.rglob("*.ckpt")):

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from snn_lightning.errors import ConfigurationError
+from snn_lightning.errors import ConfigurationError, missing_file_reason
 
 __all__ = ["GivenSettings"]
 
@@ -31,22 +31,79 @@ def _config_files(argv: list[str]) -> list[str]:
     return files
 
 
+class _DuplicateKey(Exception):
+    """A mapping key given twice in one YAML document: its dotted path and both line numbers."""
+
+    def __init__(self, key: str, first_line: int, second_line: int) -> None:
+        super().__init__(key, first_line, second_line)
+        self.key = key
+        self.lines = f"lines {first_line} and {second_line}" if first_line != second_line else f"line {first_line}"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping, at any depth: PyYAML keeps the last one silently,
+    which drops a whole block (a second ``model:`` replaces the first)."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_unique_keys(node, "", set())
+        return super().construct_document(node)
+
+
+def _check_unique_keys(node: yaml.Node, prefix: str, seen: set[int]) -> None:
+    """Raise :class:`_DuplicateKey` for the first mapping key of ``node`` (dotted under ``prefix``) given twice."""
+    if id(node) in seen:  # an alias repeats a node already checked (and may refer to itself)
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            # A `<<` merge key brings defaults that the mapping's own keys may override, as YAML intends.
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key, line = (key_node.tag, key_node.value), key_node.start_mark.line + 1
+                if key in lines:
+                    raise _DuplicateKey(f"{prefix}{key_node.value}", lines[key], line)
+                lines[key] = line
+            _check_unique_keys(value_node, f"{prefix}{getattr(key_node, 'value', '?')}.", seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _check_unique_keys(item, f"{prefix.removesuffix('.')}[{index}].", seen)
+
+
+def _load_yaml(text: str) -> Any:
+    """Return the YAML document ``text`` as Python values, raising :class:`_DuplicateKey` for a key given twice."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _load_config_file(value: str) -> dict[str, Any]:
     """Return the mapping in config file ``value`` (or inline YAML), raising one clear error if it is missing or not YAML."""
     path = Path(value)
     if not path.is_file():
         try:  # jsonargparse also takes the settings themselves: --config "trainer: {max_epochs: 1}"
-            inline = yaml.safe_load(value)
+            inline = None if path.is_dir() else _load_yaml(value)
         except yaml.YAMLError:
             inline = None
+        except _DuplicateKey as duplicate:
+            raise ConfigurationError(
+                f"--config {value!r} sets {duplicate.key} twice ({duplicate.lines} of that YAML); YAML would "
+                f"silently keep only the later one, so give it once"
+            ) from None
         if isinstance(inline, dict):
             return inline
         raise ConfigurationError(
-            f"config file {path.absolute()} does not exist; check the path (the shipped configs are in configs/, "
-            f"e.g. configs/quickstart.yaml)"
+            f"config file {path.absolute()} {missing_file_reason(path, ('*.yaml', '*.yml'))}; check the path: --config "
+            f"takes a YAML file (the shipped configs are in configs/, e.g. configs/quickstart.yaml)"
         )
     try:
-        content = yaml.safe_load(path.read_text())
+        content = _load_yaml(path.read_text())
+    except _DuplicateKey as duplicate:
+        raise ConfigurationError(
+            f"config file {path} sets {duplicate.key} twice, at {duplicate.lines}; YAML would silently keep only "
+            f"the later one (a whole block, for a section such as model:), so merge them into one"
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from snn_lightning.checkpoints import load_file
-from snn_lightning.errors import CheckpointError
+from snn_lightning.checkpoints import CHECKPOINT_FILES, load_file
+from snn_lightning.errors import CheckpointError, missing_file_reason
 from snn_lightning.models import ANN_ARCHITECTURES, ANNResNet
 
 __all__ = ["TeacherCheckpointError", "build_teacher", "load_teacher", "teacher_state_dict"]
@@ -142,7 +142,8 @@ def load_teacher(
     """Return the frozen ANN teacher stored at ``path`` (Lightning checkpoint or state_dict), read with ``weights_only``."""
     file = Path(path).expanduser().absolute()
     if not file.is_file():
-        raise TeacherCheckpointError(f"teacher checkpoint {file} does not exist; {_FIX}")
+        reason = missing_file_reason(file, ("*.pt", *CHECKPOINT_FILES))
+        raise TeacherCheckpointError(f"teacher checkpoint {file} {reason}; {_FIX}")
     try:
         _, checkpoint = load_file(file, weights_only=True)
     except CheckpointError as error:

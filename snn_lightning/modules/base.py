@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import lightning as L
@@ -60,6 +61,21 @@ class ClassifierModule(L.LightningModule):
                 for k in self.top_ks
             }
         )
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ClassifierModule:
+        """Return a deep copy that shares the optimizer and schedule factories (``EMAWeightAveraging`` makes one).
+
+        A factory the CLI builds holds jsonargparse's instantiation context, and through it the CLI,
+        its trainer and data, and under DDP rank 0's handles on the other ranks' processes, which
+        cannot be copied (``cannot pickle '_thread.lock'``). A factory only builds an optimizer on
+        call, so the copy can use the same one.
+        """
+        for factory in (self.optimizer_factory, self.lr_scheduler_factory):
+            memo.setdefault(id(factory), factory)
+        copied = type(self).__new__(type(self))
+        memo[id(self)] = copied
+        copied.__setstate__(copy.deepcopy(self.__getstate__(), memo))  # what copy.deepcopy does by default
+        return copied
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         """Return the training loss of the network outputs for the targets."""
