@@ -29,12 +29,18 @@ import torch
 
 from snn_lightning.errors import CheckpointError, ConfigurationError, OutputDirError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so a run folder is not held (two fits given one --run_name can collide)
+    fcntl = None
+
 __all__ = [
     "LATEST",
     "RUN_DIR_VARIABLE",
     "RunFolder",
     "claim_version",
     "evaluation_folder",
+    "hold_run_folder",
     "job_run_name",
     "launch_rank",
     "newest_checkpoint",
@@ -149,6 +155,38 @@ def claim_version(root: Path) -> Path:
         ) from error
 
 
+def hold_run_folder(folder: Path) -> int | None:
+    """Create ``folder`` if needed and hold it for this process's fit; return the descriptor that holds it.
+
+    Two fits given the same ``--run_name`` (or resuming one run) at once would write into one folder.
+    The hold is an exclusive ``flock`` on the folder, which the system drops when the process ends
+    (a kill -9 too), so a folder left by a stopped fit is free again; close the descriptor to let it
+    go earlier. Returns None where the file system has no such locks: the folder is then not held.
+
+    Args:
+        folder: the run folder.
+
+    Raises:
+        ConfigurationError: another running fit holds the folder.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        return None
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise ConfigurationError(
+            f"run folder {folder} is already in use by another fit; pick another --run_name (or, to resume that "
+            f"run, wait until its fit has ended)"
+        ) from None
+    except OSError:  # a file system without flock on folders (some network mounts)
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
 def point_latest(root: Path, run: Path | None) -> None:
     """Point ``root/latest`` at ``run`` (a folder in ``root``), or remove it for None; the switch is atomic."""
     link = root / LATEST
@@ -207,7 +245,7 @@ def newest_checkpoint(root: Path, which: str) -> Path:
             f"--ckpt_path {which} looks for the newest run under {root} with a checkpoint, and there is none; train one first "
             f"(snn-lightning fit with the same config) or give the path of a .ckpt file"
         )
-    last = run / "checkpoints" / "last.ckpt"
+    last = _newest_last(run / "checkpoints")
     if which == "last":
         found = last if last.is_file() else None
     else:
@@ -222,14 +260,27 @@ def newest_checkpoint(root: Path, which: str) -> Path:
     return found
 
 
+def _newest_last(folder: Path) -> Path:
+    """Return the ``last`` checkpoint in ``folder`` furthest trained: ``last.ckpt``, or a ``last-vN.ckpt`` beside it.
+
+    Lightning adds ``last-vN.ckpt`` when ``last.ckpt`` is there but was not written by its callback (a
+    run folder copied or moved by an earlier version), and then ``last.ckpt`` holds an older epoch.
+    """
+    found = [path for path in folder.glob("last*.ckpt") if re.fullmatch(r"last(-v\d+)?\.ckpt", path.name)]
+    if len(found) < 2:
+        return folder / "last.ckpt"
+    steps = {path: torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"] for path in found}
+    return max(found, key=lambda path: (steps[path], path.stat().st_mtime))
+
+
 def _best_recorded_in(last: Path) -> Path | None:
     """Return the best checkpoint a ModelCheckpoint recorded in checkpoint ``last``, if that file is there."""
     checkpoint = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
     for key, state in (checkpoint.get("callbacks") or {}).items():
         if key.startswith("ModelCheckpoint") and state.get("best_model_path"):
             recorded = Path(state["best_model_path"])
-            moved = last.parent / recorded.name  # the run folder may have been copied elsewhere since
-            for candidate in (recorded, moved):
+            beside = last.parent / recorded.name  # the run folder may have been copied or moved since
+            for candidate in (beside, recorded):
                 if candidate.is_file():
                     return candidate
     return None

@@ -14,7 +14,8 @@ from helpers import run_main
 from torch import nn
 
 import snn_lightning.data.static
-from snn_lightning.callbacks.safety import NaNGuard, checkpoint_size
+from snn_lightning.callbacks.nan_guard import NaNGuard
+from snn_lightning.callbacks.safety import checkpoint_size
 from snn_lightning.checkpoints import TRUSTED_PACKAGES, import_paths, untrusted_imports
 from snn_lightning.cli import SNNLightningCLI, main
 from snn_lightning.errors import NonFiniteValueError

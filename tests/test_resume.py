@@ -173,7 +173,7 @@ def quickstart_dvs_frames(root: Path) -> Path:
     config = yaml.safe_load((REPO / "configs" / "quickstart_dvs.yaml").read_text())
     settings = config["data"]["init_args"] | {
         "root": str(root),
-        "time_steps": config["model"]["init_args"]["time_steps"],
+        "frames": config["model"]["init_args"]["time_steps"],
     }
     EventDataModule(**settings).prepare_data()
     return root

@@ -40,7 +40,7 @@ class NaNGuard(L.Callback):
     def __init__(self) -> None:
         # Set after each training batch: whether its update left a value non-finite, as a device
         # tensor read when the next batch starts, and where the batch was.
-        self._after_batch: tuple[Tensor, str] | None = None
+        self._after_batch: tuple[Tensor | bool, str] | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._after_batch = None  # left by a fit that stopped mid-batch

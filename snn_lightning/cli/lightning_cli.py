@@ -39,6 +39,7 @@ from snn_lightning.checkpoints import read_checkpoint, state_dict_mismatch
 from snn_lightning.cli.checkpoint_settings import NEWEST_CKPT_PATHS, SPECIAL_CKPT_PATHS, stored_model_settings
 from snn_lightning.cli.parse_errors import SNNArgumentParser
 from snn_lightning.cli.quiet import drop_unset_wandb_anonymous, quiet_subcommand
+from snn_lightning.cli.resume_checks import check_resume, does_not_fit
 from snn_lightning.cli.run_checks import (
     check_cache_dir,
     check_data_before_wandb,
@@ -164,12 +165,7 @@ class SNNLightningCLI(LightningCLI):
             if launch_rank() == 0:
                 print(f"--ckpt_path {ckpt_path}: {found}", file=sys.stderr)
             ckpt_path = config.ckpt_path = str(found)
-        if (
-            not ckpt_path
-            or str(ckpt_path) in SPECIAL_CKPT_PATHS
-            or "://" in str(ckpt_path)
-            or str(ckpt_path).startswith("registry")
-        ):
+        if not _is_checkpoint_file(ckpt_path):
             return
         checkpoint = read_checkpoint(ckpt_path, config.get("weights_only") is not False)
         model = stored_model_settings(checkpoint, config, self.given.command_line, ckpt_path)
@@ -251,6 +247,13 @@ class SNNLightningCLI(LightningCLI):
         check_data_before_wandb(self.trainer, self.datamodule, stage)
 
     def before_fit(self) -> None:
+        """Refuse a resume that would train nothing or cannot restore its checkpoint, before the loggers and
+        ``config.yaml`` touch its run folder; then check the run."""
+        config = self.config_init[self.subcommand]
+        ckpt_path = config.get("ckpt_path")
+        if _is_checkpoint_file(ckpt_path):
+            checkpoint = read_checkpoint(ckpt_path, config.get("weights_only") is not False)
+            check_resume(self.trainer, self.model, checkpoint, str(ckpt_path))
         self._check_run("fit", self.model)
 
     def before_validate(self) -> None:
@@ -279,6 +282,7 @@ class SNNLightningCLI(LightningCLI):
         finally:
             os.environ.pop(RUN_DIR_VARIABLE, None)
             self.placement.remove_throwaway()
+            self.placement.release()
 
     def _report_sigterm(self) -> None:
         """Print where a run stopped by SIGTERM can resume from (on rank 0)."""
@@ -290,6 +294,12 @@ class SNNLightningCLI(LightningCLI):
             f"stopped by SIGTERM in epoch {self.trainer.current_epoch} (global step {self.trainer.global_step}); {resume}",
             file=sys.stderr,
         )
+
+
+def _is_checkpoint_file(ckpt_path: str | None) -> bool:
+    """Return whether ``ckpt_path`` names a local file (not none, ``best``/``last``/``hpc``, a URL or a model registry)."""
+    text = str(ckpt_path or "")
+    return bool(text) and text not in SPECIAL_CKPT_PATHS and "://" not in text and not text.startswith("registry")
 
 
 def _explained(
@@ -325,8 +335,4 @@ def _explained(
         )
     if "Error(s) in loading state_dict" not in str(error):
         return error
-    return CheckpointError(
-        f"checkpoint {ckpt_path} does not fit the configured model: {state_dict_mismatch(str(error))}; it was "
-        f"saved from another model: pass the config it was trained with (config.yaml in its run folder), "
-        f"or leave out --ckpt_path to start afresh"
-    )
+    return does_not_fit(ckpt_path, state_dict_mismatch(str(error)))

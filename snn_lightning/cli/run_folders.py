@@ -21,6 +21,7 @@ from snn_lightning.runs import (
     check_run_name,
     claim_version,
     evaluation_folder,
+    hold_run_folder,
     job_run_name,
     launch_rank,
     newest_run,
@@ -84,6 +85,8 @@ class RunPlacement:
         self.throwaway: Path | None = None
         # The training run whose run.json this command writes once its loggers have started; None for none.
         self.record: RunFolder | None = None
+        # The open folder descriptor by which this fit holds its run folder against other fits; None for none.
+        self.hold: int | None = None
 
     def choose(self, subcommand: str | None, config: Any, given: GivenSettings) -> Path:
         """Point every output of the command into its folder, tag its wandb run and return the folder.
@@ -107,7 +110,8 @@ class RunPlacement:
             folder, continued = _training_folder(config, create)
             run = RunFolder.read(folder)
             if create and not os.environ.get(RUN_DIR_VARIABLE):
-                folder.mkdir(parents=True, exist_ok=True)
+                # Held before anything else is written: a fit refused here must not undo the holder's folder.
+                self.hold = hold_run_folder(folder)
                 self.record = run  # run.json is written by the RunRecord callback, after the loggers' start
                 if not continued:
                     self.created_run = (folder, newest_run(root_of(config)))
@@ -143,6 +147,12 @@ class RunPlacement:
         if self.throwaway is not None:
             shutil.rmtree(self.throwaway, ignore_errors=True)
 
+    def release(self) -> None:
+        """Let go of the run folder this fit holds (the fit has ended), so another fit may use it."""
+        if self.hold is not None:
+            os.close(self.hold)
+            self.hold = None
+
     def forget_failed_start(self, error: BaseException) -> None:
         """Remove the run folder this command created when it stopped before writing a checkpoint (a NaN loss or input keeps its logs).
 
@@ -150,6 +160,7 @@ class RunPlacement:
             error: the error that stopped the command.
         """
         self.remove_throwaway()
+        self.release()
         if self.created_run is None or isinstance(user_error(error), NonFiniteValueError):
             return
         folder, previous = self.created_run
