@@ -137,15 +137,14 @@ def test_validation_images_are_not_augmented() -> None:
 )
 def test_properties_need_no_data(tmp_path: Path, dataset: str, classes: int, channels: int) -> None:
     root = tmp_path / "absent"
-    data = StaticImageDataModule(dataset=dataset, root=str(root), download=True, time_steps=6)
-    assert (data.num_classes, data.in_channels, data.time_steps) == (classes, channels, 6)
+    data = StaticImageDataModule(dataset=dataset, root=str(root), download=True)
+    assert (data.num_classes, data.in_channels) == (classes, channels)
     assert not root.exists()
 
 
 @pytest.mark.parametrize(
     ("arguments", "named"),
     [
-        ({"time_steps": 0}, "data.time_steps is 0"),
         ({"batch_size": 0}, "data.batch_size is 0"),
         ({"val_fraction": 1.0}, "data.val_fraction is 1.0"),
         ({"cutout": -1}, "data.cutout is -1"),

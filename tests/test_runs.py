@@ -68,7 +68,7 @@ def test_fit_test_resume_and_a_second_fit_never_overwrite(in_tmp_dir, capsys):
     assert code == 0, err[-2000:]
     assert f"--ckpt_path best: {first / 'checkpoints' / 'best.ckpt'}" in err
     assert "test/acc" in (first / "test_0" / "metrics.csv").read_text()
-    assert "time_steps: 2" in (first / "test_0" / "config.yaml").read_text()
+    assert "eval_time_steps: 2" in (first / "test_0" / "config.yaml").read_text()
 
     code, err = run_cli(
         ["fit", "--config", QUICKSTART, *TINY, "--trainer.max_epochs", "3", "--ckpt_path", "last"], capsys
@@ -383,7 +383,9 @@ def test_a_paper_config_survives_fit_test_resume_and_a_second_fit(in_tmp_dir, ca
             wandb.finish()
 
     assert run_cli(["fit", "--config", config, *small, "--trainer.max_epochs", "1"], capsys)[0] == 0
-    code, err = run_cli(["test", "--config", config, *small, "--ckpt_path", "best", "--model.eval_time_steps", "2"], capsys)
+    code, err = run_cli(
+        ["test", "--config", config, *small, "--ckpt_path", "best", "--model.eval_time_steps", "2"], capsys
+    )
     assert code == 0, err[-2000:]
     code, err = run_cli(["fit", "--config", config, *small, "--trainer.max_epochs", "2", "--ckpt_path", "last"], capsys)
     assert code == 0, err[-2000:]
