@@ -10,8 +10,41 @@ import lightning as L
 import numpy as np
 import pytest
 import tonic
+from conftest import REPO
 
 from snn_lightning.cli import main
+
+QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
+# One epoch of one training and one validation batch of a narrow quickstart network: ends in seconds.
+ONE_BATCH_FIT = [
+    "--model.width_multiplier",
+    "0.25",
+    "--trainer.limit_train_batches",
+    "1",
+    "--trainer.limit_val_batches",
+    "1",
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+]
+# Two training batches and one batch of every evaluation loop of a narrow network, quietly.
+SHORT_RUN = [
+    "--model.width_multiplier",
+    "0.25",
+    "--trainer.limit_train_batches",
+    "2",
+    "--trainer.limit_val_batches",
+    "1",
+    "--trainer.limit_test_batches",
+    "1",
+    "--trainer.limit_predict_batches",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+]
 
 NMNIST_DTYPE = tonic.datasets.NMNIST.dtype
 

@@ -12,7 +12,8 @@ import lightning as L
 import pytest
 import torch
 from conftest import REPO
-from helpers import TouchesMarker, run_main, write_cifar
+from helpers import ONE_BATCH_FIT as TINY
+from helpers import QUICKSTART, TouchesMarker, run_main, write_cifar
 from torch import nn
 
 from snn_lightning.callbacks.safety import NaNGuard
@@ -20,21 +21,8 @@ from snn_lightning.cli import SNNLightningCLI
 from snn_lightning.errors import ConfigurationError, NonFiniteLossError
 from snn_lightning.models import ANN_ARCHITECTURES, spiking_resnet20
 
-QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
 KD = str(REPO / "configs" / "quickstart_kd.yaml")
 DVS = str(REPO / "configs" / "quickstart_dvs.yaml")
-TINY = [
-    "--model.width_multiplier",
-    "0.25",
-    "--trainer.limit_train_batches",
-    "1",
-    "--trainer.limit_val_batches",
-    "1",
-    "--trainer.max_epochs",
-    "1",
-    "--trainer.enable_progress_bar",
-    "false",
-]
 CIFAR = ["--data.dataset", "cifar10", "--model.width_multiplier", "0.25"]
 
 

@@ -6,26 +6,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import REPO
-from helpers import run_main
+from helpers import ONE_BATCH_FIT as TINY
+from helpers import QUICKSTART, run_main
 
 from snn_lightning.callbacks import PredictionWriter
 from snn_lightning.distill.teacher import TeacherCheckpointError, load_teacher
 from snn_lightning.modules import SNNClassifier
 
-QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
 # Enough to end quickly if a mistake were not refused: one batch of a narrow network.
-TINY = [
-    "--model.width_multiplier",
-    "0.25",
-    "--trainer.limit_train_batches",
-    "1",
-    "--trainer.limit_val_batches",
-    "1",
-    "--trainer.max_epochs",
-    "1",
-    "--trainer.enable_progress_bar",
-    "false",
-]
 
 
 def error_line(code: int, err: str) -> str:

@@ -12,23 +12,13 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import REPO
+from helpers import QUICKSTART
+from helpers import SHORT_RUN as TINY
 
 from snn_lightning.cli import main
 from snn_lightning.runs import newest_checkpoint
 
 TESTS = Path(__file__).resolve().parent
-QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
-TINY = [
-    "--model.width_multiplier",
-    "0.25",
-    "--trainer.limit_train_batches",
-    "2",
-    "--trainer.limit_val_batches",
-    "1",
-    "--trainer.enable_progress_bar",
-    "false",
-]
 # The files of a run folder that record it: a refused command must leave each as it was.
 RECORD = ("config.yaml", "hparams.yaml", "metrics.csv", "run.json")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import REPO
-from helpers import run_main
+from helpers import ONE_BATCH_FIT as TINY
+from helpers import QUICKSTART, run_main
 from torch import nn
 
 import snn_lightning.data.static
@@ -19,20 +19,6 @@ from snn_lightning.callbacks.safety import checkpoint_size
 from snn_lightning.checkpoints import TRUSTED_PACKAGES, import_paths, untrusted_imports
 from snn_lightning.cli import SNNLightningCLI, main
 from snn_lightning.errors import NonFiniteValueError
-
-QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
-TINY = [
-    "--model.width_multiplier",
-    "0.25",
-    "--trainer.limit_train_batches",
-    "1",
-    "--trainer.limit_val_batches",
-    "1",
-    "--trainer.max_epochs",
-    "1",
-    "--trainer.enable_progress_bar",
-    "false",
-]
 
 # --- a checkpoint's stored settings name code outside the trusted packages ---------------------------
 

@@ -11,30 +11,14 @@ import lightning as L
 import pytest
 import torch
 from conftest import REPO
+from helpers import QUICKSTART
+from helpers import SHORT_RUN as TINY
 from lightning.pytorch.demos.boring_classes import BoringModel
 
 from snn_lightning.callbacks import ModelCheckpoint
 from snn_lightning.cli import SNNLightningCLI, main
 from snn_lightning.errors import CheckpointError
 from snn_lightning.runs import claim_version, newest_checkpoint
-
-QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
-TINY = [
-    "--model.width_multiplier",
-    "0.25",
-    "--trainer.limit_train_batches",
-    "2",
-    "--trainer.limit_val_batches",
-    "1",
-    "--trainer.limit_test_batches",
-    "1",
-    "--trainer.limit_predict_batches",
-    "1",
-    "--trainer.enable_progress_bar",
-    "false",
-    "--trainer.enable_model_summary",
-    "false",
-]
 
 
 def run_cli(args, capsys):

@@ -91,6 +91,8 @@ class SNNLightningCLI(LightningCLI):
         """
         self.given = GivenSettings()
         self.placement = RunPlacement()
+        # The --ckpt_path checkpoint _parse_ckpt_path read, which before_fit checks again without a second read.
+        self._checkpoint: dict[str, Any] | None = None
         kwargs.setdefault("save_config_callback", LoggerSaveConfigCallback)
         kwargs["trainer_defaults"] = {**_TRAINER_DEFAULTS, **(kwargs.get("trainer_defaults") or {})}
         try:
@@ -167,7 +169,7 @@ class SNNLightningCLI(LightningCLI):
             ckpt_path = config.ckpt_path = str(found)
         if not _is_checkpoint_file(ckpt_path):
             return
-        checkpoint = read_checkpoint(ckpt_path, config.get("weights_only") is not False)
+        checkpoint = self._checkpoint = read_checkpoint(ckpt_path, config.get("weights_only") is not False)
         model = stored_model_settings(checkpoint, config, self.given.command_line, ckpt_path)
         if model is None:
             return
@@ -252,7 +254,7 @@ class SNNLightningCLI(LightningCLI):
         config = self.config_init[self.subcommand]
         ckpt_path = config.get("ckpt_path")
         if _is_checkpoint_file(ckpt_path):
-            checkpoint = read_checkpoint(ckpt_path, config.get("weights_only") is not False)
+            checkpoint = self._checkpoint or read_checkpoint(ckpt_path, config.get("weights_only") is not False)
             check_resume(self.trainer, self.model, checkpoint, str(ckpt_path))
         self._check_run("fit", self.model)
 
