@@ -36,7 +36,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -413,6 +413,18 @@ def main() -> None:
         measure(args)
 
 
+def run_all(
+    jobs: list[tuple[Method, int]], args: argparse.Namespace, teacher: str, inits: dict[int, dict], threads: int
+) -> Iterator[dict]:
+    """Yield the result of every (method, seed) job as it ends: in this process for one job at a time, else in a pool."""
+    if args.jobs == 1:  # no pool: a failing run raises here instead of leaving a pool waiting on a dead worker
+        yield from (run(method, seed, args, teacher, inits[seed], threads) for method, seed in jobs)
+        return
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(run, method, seed, args, teacher, inits[seed], threads) for method, seed in jobs]
+        yield from (future.result() for future in as_completed(futures))
+
+
 def measure(args: argparse.Namespace) -> None:
     """Train the teacher and every student, then print the tables and write them under ``args.out``."""
     start = time.perf_counter()
@@ -429,17 +441,14 @@ def measure(args: argparse.Namespace) -> None:
     jobs = sorted(((m, s) for m in methods for s in args.seeds), key=lambda job: not job[0].staa)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     results = []
-    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run, m, s, args, str(teacher), inits[s], threads) for m, s in jobs]
-        for done, future in enumerate(as_completed(futures), 1):
-            result = future.result()
-            results.append(result)
-            elapsed = time.perf_counter() - start
-            print(
-                f"[{done}/{len(jobs)}] {result['method']:>12} seed {result['seed']}: test acc {result[f'acc_t{TIME_STEPS}']:.4f} "
-                f"(T=1 {result['acc_t1']:.4f}, T=2 {result['acc_t2']:.4f}) in {result['seconds']:.0f} s; {elapsed / 60:.1f} min so far",
-                flush=True,
-            )
+    for done, result in enumerate(run_all(jobs, args, str(teacher), inits, threads), 1):
+        results.append(result)
+        elapsed = time.perf_counter() - start
+        print(
+            f"[{done}/{len(jobs)}] {result['method']:>12} seed {result['seed']}: test acc {result[f'acc_t{TIME_STEPS}']:.4f} "
+            f"(T=1 {result['acc_t1']:.4f}, T=2 {result['acc_t2']:.4f}) in {result['seconds']:.0f} s; {elapsed / 60:.1f} min so far",
+            flush=True,
+        )
     minutes = (time.perf_counter() - start) / 60
     kept = earlier_results(out, args)
     results += [r for r in kept if r["method"] not in args.methods]
