@@ -28,6 +28,17 @@ ONE_BATCH_FIT = [
     "--trainer.enable_progress_bar",
     "false",
 ]
+# What SLURM sets in the one task of a one-task job (SLURMEnvironment detects it; the run folder is slurm_4242).
+SLURM_ONE_TASK = {
+    "SLURM_JOB_ID": "4242",
+    "SLURM_NTASKS": "1",
+    "SLURM_JOB_NAME": "train",
+    "SLURM_PROCID": "0",
+    "SLURM_LOCALID": "0",
+    "SLURM_NODEID": "0",
+    "SLURM_NODELIST": "node1",
+    "SLURM_NTASKS_PER_NODE": "1",
+}
 # Two training batches and one batch of every evaluation loop of a narrow network, quietly.
 SHORT_RUN = [
     "--model.width_multiplier",

@@ -1,4 +1,4 @@
-"""Faults: a run killed mid-epoch (SIGTERM, SIGKILL) resumes to the same weights; checkpoints are written atomically."""
+"""Faults: a run killed mid-epoch (SIGTERM, SIGKILL) or requeued by SLURM resumes to the same weights; checkpoints are written atomically."""
 
 import json
 import os
@@ -6,14 +6,18 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
 import yaml
 from conftest import REPO
+from helpers import SLURM_ONE_TASK
+from lightning.pytorch.trainer.states import TrainerFn
 
 from snn_lightning.callbacks.safety import AtomicCheckpointIO
+from snn_lightning.callbacks.slurm_requeue import SlurmRequeue
 
 TESTS = Path(__file__).resolve().parent
 # Lightning 2.6 rewrites `save_last` only when a monitored checkpoint improves, so a resumable run
@@ -65,7 +69,7 @@ class KillAt(L.Callback):
         Args:
             epoch: epoch in which to send the signal.
             batch: batch index after which to send it.
-            signal_name: SIGTERM or SIGKILL.
+            signal_name: SIGTERM, SIGKILL or SIGUSR1.
         """
         self.epoch, self.batch, self.signal_name = epoch, batch, signal_name
 
@@ -74,9 +78,11 @@ class KillAt(L.Callback):
             os.kill(os.getpid(), getattr(signal, self.signal_name))
 
 
-def start_cli(args, cwd):
-    """Start `snn-lightning` in a subprocess in ``cwd`` (the tests directory importable, for KillAt)."""
+def start_cli(args, cwd, variables=None):
+    """Start `snn-lightning` in a subprocess in ``cwd`` with ``variables`` added to its environment (the tests
+    directory importable, for KillAt)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env.update(variables or {})
     command = [sys.executable, "-m", "snn_lightning.cli", *args]
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -86,9 +92,9 @@ def finish(processes):
     return {name: (process.wait(timeout=900), process.communicate()[1]) for name, process in processes.items()}
 
 
-def final_weights(folder):
-    """Return the model weights of ``folder``'s last checkpoint and its global step."""
-    checkpoint = torch.load(folder / LAST, map_location="cpu", weights_only=True)
+def final_weights(folder, last=LAST):
+    """Return the model weights of ``folder``'s checkpoint ``last`` and its global step."""
+    checkpoint = torch.load(folder / last, map_location="cpu", weights_only=True)
     return checkpoint["state_dict"], checkpoint["global_step"]
 
 
@@ -131,15 +137,88 @@ def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(signal_name, 
     assert_same_final_weights(folder, reference_folder)
 
 
-def assert_same_final_weights(folder, reference_folder):
-    """Assert that the last checkpoints of ``folder`` and ``reference_folder`` are at step 8 with equal weights."""
-    weights, step = final_weights(folder)
-    reference, reference_step = final_weights(reference_folder)
+def assert_same_final_weights(folder, reference_folder, last=LAST):
+    """Assert that the checkpoints ``last`` of ``folder`` and ``reference_folder`` are at step 8 with equal weights."""
+    weights, step = final_weights(folder, last)
+    reference, reference_step = final_weights(reference_folder, last)
     assert step == reference_step == 8
     difference = max(
         (weights[key] - reference[key]).abs().max().item() for key in reference if reference[key].is_floating_point()
     )
     assert difference == 0.0, f"max |resumed - uninterrupted| = {difference}"
+
+
+SLURM_LAST = Path("logs/quickstart/slurm_4242/checkpoints/last.ckpt")
+
+
+@pytest.mark.slow
+def test_a_slurm_job_requeued_by_its_signal_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path_factory):
+    bin_dir = tmp_path_factory.mktemp("bin")
+    # SLURM's answer to `scontrol requeue`: the job is stopped with SIGTERM, then started again.
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text('#!/bin/sh\necho "$@" >> "$SCONTROL_CALLS"\nkill -TERM "$PPID"\n')
+    scontrol.chmod(0o755)
+    folders = {name: tmp_path_factory.mktemp(f"slurm-{name}") for name in ("uninterrupted", "requeued")}
+    calls = folders["requeued"] / "scontrol_calls.txt"
+    job = {**SLURM_ONE_TASK, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SCONTROL_CALLS": str(calls)}
+    job.pop("SLURM_RESTART_COUNT", None)
+    signal_after_batch_2 = [
+        "--trainer.callbacks+=test_resume.KillAt",
+        "--trainer.callbacks.epoch=1",
+        "--trainer.callbacks.batch=2",
+        "--trainer.callbacks.signal_name=SIGUSR1",
+    ]
+    first = finish(
+        {
+            "uninterrupted": start_cli(RUN, folders["uninterrupted"], job),
+            "requeued": start_cli(RUN + signal_after_batch_2, folders["requeued"], job),
+        }
+    )
+    assert first["uninterrupted"][0] == 0, first["uninterrupted"][1][-2000:]
+    code, stderr = first["requeued"]
+    assert code == 128 + signal.SIGTERM, stderr[-2000:]
+    assert calls.read_text() == "requeue 4242\n"
+    last = folders["requeued"] / SLURM_LAST
+    requeue_line = (
+        f"SIGUSR1: requeued SLURM job 4242; it resumes from {last} and runs epoch 1 again from its first batch"
+    )
+    assert requeue_line in stderr, stderr[-2000:]
+    assert f"stopped by SIGTERM in epoch 1 (global step 7); the requeued job resumes from {last}" in stderr
+    assert not list(folders["requeued"].rglob("hpc_ckpt_*.ckpt")), "no mid-epoch checkpoint is written"
+    requeued = finish({"again": start_cli(RUN, folders["requeued"], {**job, "SLURM_RESTART_COUNT": "1"})})["again"]
+    assert requeued[0] == 0, requeued[1][-2000:]
+    assert f"Restored all states from the checkpoint at {SLURM_LAST}" in requeued[1]
+    assert_same_final_weights(folders["requeued"], folders["uninterrupted"], SLURM_LAST)
+
+
+@pytest.mark.parametrize(
+    ("scontrol", "array", "said"),
+    [
+        (None, {}, "could not requeue SLURM job 4242 (no scontrol on PATH)"),
+        (
+            "exit 1",
+            {"SLURM_ARRAY_JOB_ID": "100", "SLURM_ARRAY_TASK_ID": "3"},
+            "could not requeue SLURM job 100_3 (scontrol requeue exited with 1)",
+        ),
+    ],
+)
+def test_a_requeue_that_fails_says_how_to_resume_by_hand(scontrol, array, said, tmp_path, monkeypatch, capsys):
+    if scontrol is not None:
+        (tmp_path / "scontrol").write_text(f"#!/bin/sh\n{scontrol}\n")
+        (tmp_path / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    for name in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in array.items():
+        monkeypatch.setenv(name, value)
+    requeue = SlurmRequeue()
+    requeue._trainer = SimpleNamespace(
+        is_global_zero=True, checkpoint_callbacks=[], state=SimpleNamespace(fn=TrainerFn.FITTING), current_epoch=3
+    )
+    requeue._requeue(signal.SIGUSR1, None)
+    assert capsys.readouterr().err == f"SIGUSR1: {said}; no checkpoint was written yet\n"
+    assert requeue.requeued
 
 
 # The fast runs with one dataloader worker: static digits (1-pixel shifts) and the DVS quickstart

@@ -11,7 +11,7 @@ import lightning as L
 import pytest
 import torch
 from conftest import REPO
-from helpers import QUICKSTART
+from helpers import QUICKSTART, SLURM_ONE_TASK
 from helpers import SHORT_RUN as TINY
 from lightning.pytorch.demos.boring_classes import BoringModel
 
@@ -223,17 +223,7 @@ def test_wandb_runs_of_fit_and_test_share_a_group_and_fit_keeps_its_id(in_tmp_di
 
 
 def test_requeued_slurm_job_resumes_its_run_and_wandb_id(tmp_path):
-    slurm = {
-        "SLURM_JOB_ID": "4242",
-        "SLURM_NTASKS": "1",
-        "SLURM_JOB_NAME": "train",
-        "SLURM_PROCID": "0",
-        "SLURM_LOCALID": "0",
-        "SLURM_NODEID": "0",
-        "SLURM_NODELIST": "node1",
-        "SLURM_NTASKS_PER_NODE": "1",
-    }
-    env = {**os.environ, **slurm, "WANDB_MODE": "offline"}
+    env = {**os.environ, **SLURM_ONE_TASK, "WANDB_MODE": "offline"}
     env.pop("SLURM_RESTART_COUNT", None)
     command = [sys.executable, "-m", "snn_lightning.cli", "fit", "--config", QUICKSTART, *TINY]
     first = subprocess.run(

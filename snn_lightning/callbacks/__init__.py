@@ -19,6 +19,7 @@ from snn_lightning.callbacks.run_record import RunRecord
 from snn_lightning.callbacks.run_summary import BestMetricSummary
 from snn_lightning.callbacks.save_config import LoggerSaveConfigCallback
 from snn_lightning.callbacks.sigterm import SynchronizedSigterm
+from snn_lightning.callbacks.slurm_requeue import SlurmRequeue
 from snn_lightning.callbacks.spike_stats import SpikeStats, firing_rates, spiking_layers
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "RichProgress",
     "ResumedMetrics",
     "RunRecord",
+    "SlurmRequeue",
     "SpikeStats",
     "SynchronizedSigterm",
     "estimate_energy",

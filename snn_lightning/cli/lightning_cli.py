@@ -35,6 +35,7 @@ from snn_lightning.callbacks.run_summary import BestMetricSummary
 from snn_lightning.callbacks.safety import AtomicCheckpointIO, EpochSeed, NaNGuard, check_output_dirs, latest_checkpoint
 from snn_lightning.callbacks.save_config import LoggerSaveConfigCallback
 from snn_lightning.callbacks.sigterm import SynchronizedSigterm
+from snn_lightning.callbacks.slurm_requeue import SlurmRequeue
 from snn_lightning.checkpoints import read_checkpoint, state_dict_mismatch
 from snn_lightning.cli.checkpoint_settings import NEWEST_CKPT_PATHS, SPECIAL_CKPT_PATHS, stored_model_settings
 from snn_lightning.cli.parse_errors import SNNArgumentParser
@@ -220,7 +221,7 @@ class SNNLightningCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         """Return the trainer with atomic checkpoint writes, ``RunRecord`` (for a new fit's run.json),
         ``ResumedMetrics`` (a fit keeps the CSV rows of the epochs it resumes after) and, unless
-        configured, ``NaNGuard``, ``EpochSeed``, ``SynchronizedSigterm``, ``BestMetricSummary`` (with wandb) and
+        configured, ``NaNGuard``, ``EpochSeed``, ``SynchronizedSigterm``, ``SlurmRequeue``, ``BestMetricSummary`` (with wandb) and
         ``PredictionWriter`` (for predict)."""
         trainer = super().instantiate_trainer(**kwargs)
         drop_unset_wandb_anonymous(trainer)
@@ -228,7 +229,7 @@ class SNNLightningCLI(LightningCLI):
             trainer.callbacks.append(RunRecord(self.placement.record))
         if self.subcommand == "fit":
             trainer.callbacks.append(ResumedMetrics.read(trainer.loggers))
-        defaults = [NaNGuard, EpochSeed, SynchronizedSigterm]
+        defaults = [NaNGuard, EpochSeed, SynchronizedSigterm, SlurmRequeue]
         if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
             defaults.append(BestMetricSummary)
         if self.subcommand == "predict":
@@ -287,11 +288,15 @@ class SNNLightningCLI(LightningCLI):
             self.placement.release()
 
     def _report_sigterm(self) -> None:
-        """Print where a run stopped by SIGTERM can resume from (on rank 0)."""
+        """Print where a run stopped by SIGTERM (or by SLURM after its requeue) resumes from (on rank 0)."""
         if not self.trainer.is_global_zero:
             return
         saved = latest_checkpoint(self.trainer)
-        resume = f"resume with --ckpt_path {saved}" if saved else "no checkpoint was written yet"
+        requeued = any(isinstance(callback, SlurmRequeue) and callback.requeued for callback in self.trainer.callbacks)
+        if requeued:
+            resume = f"the requeued job resumes from {saved}" if saved else "the requeued job starts afresh"
+        else:
+            resume = f"resume with --ckpt_path {saved}" if saved else "no checkpoint was written yet"
         print(
             f"stopped by SIGTERM in epoch {self.trainer.current_epoch} (global step {self.trainer.global_step}); {resume}",
             file=sys.stderr,

@@ -68,8 +68,9 @@ def _training_folder(config: Any, create: bool) -> tuple[Path, bool]:
             f"{folder / 'checkpoints' / 'last.ckpt'} or give this run another --run_name"
         )
     last = folder / "checkpoints" / "last.ckpt"
-    if ckpt_path is None and not any(folder.glob("hpc_ckpt_*.ckpt")) and last.is_file():
-        config.ckpt_path = str(last)  # requeued after a hard kill: no SIGUSR1 checkpoint, so the latest epoch
+    if ckpt_path is None and last.is_file():
+        # Requeued (by SlurmRequeue or after a hard kill): the latest epoch's end, never a mid-epoch hpc_ckpt.
+        config.ckpt_path = str(last)
     return folder, True
 
 
