@@ -15,7 +15,7 @@ TORCH_INDEX ?=
 PIP_INDEX := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple)
 INSTALLED := $(VENV)/.installed
 
-.PHONY: quickstart quickstart-fashion fashion-teacher fashion-best fashion-best-tser quickstart-staa quickstart-dvs quickstart-kd notebooks test lint format install clean distclean
+.PHONY: quickstart quickstart-fashion fashion-teacher fashion-best fashion-best-tser fashion-full-tser quickstart-staa quickstart-dvs quickstart-kd notebooks test lint format install clean distclean
 
 # Fit configs/$(1).yaml, then test the new run's best checkpoint.
 define fit_and_test
@@ -48,6 +48,11 @@ fashion-best: $(INSTALLED)
 # The long recipe with TSER distillation from the teacher (run `make fashion-teacher` first).
 fashion-best-tser: $(INSTALLED)
 	$(call fit_and_test,fashion_mnist_best_tser)
+
+# The same on all 60,000 training images without validation; the test scores the final weights (last.ckpt).
+fashion-full-tser: $(INSTALLED)
+	$(SNN) fit --config configs/fashion_mnist_full_tser.yaml
+	$(SNN) test --config configs/fashion_mnist_full_tser.yaml --ckpt_path last
 
 quickstart-staa: $(INSTALLED)
 	$(call fit_and_test,quickstart_staa)

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +28,13 @@ NOT_INSTALLED = "not installed (pip install -e .[bench])"
 
 
 def run_script(*arguments: str, cwd: Path) -> str:
-    """Run a benchmark script with this Python in ``cwd``, its temporary files under ``cwd/tmp``; return its stdout."""
-    (cwd / "tmp").mkdir(exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(cwd / "tmp")}
-    result = subprocess.run([sys.executable, *arguments], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    """Run a benchmark script with this Python in ``cwd``, its temporary files in a folder of its own; return its stdout."""
+    # A short folder: under pytest's long tmp_path, dataloader workers could not open their socket (loaders.py).
+    with tempfile.TemporaryDirectory(prefix="bench-") as temporary:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": temporary}
+        result = subprocess.run(
+            [sys.executable, *arguments], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -148,7 +152,7 @@ def test_smoke_run(script: str, tmp_path: Path) -> None:
         write_mnist(tmp_path / "data", train=64, test=20)
     output = run_script(str(BENCHMARKS / script), *smoke.arguments, cwd=tmp_path)
     smoke.check(output, tmp_path)
-    written = {path.name for path in tmp_path.iterdir()} - {"data", "tmp", "out"}
+    written = {path.name for path in tmp_path.iterdir()} - {"data", "out"}
     assert not written, f"{script} wrote {written} into its working folder"
 
 

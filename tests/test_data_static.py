@@ -7,6 +7,10 @@ import hashlib
 import os
 import pickle
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
 import urllib.error
 from pathlib import Path
 
@@ -166,6 +170,47 @@ def test_persistent_workers_follow_num_workers() -> None:
     data = StaticImageDataModule(num_workers=0)
     data.setup("test")
     assert not data.test_dataloader().persistent_workers
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_temporary_folder_too_long_for_the_workers_socket_is_refused_before_the_run_hangs(
+    workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = StaticImageDataModule(num_workers=workers)
+    data.setup("fit")
+    longest = "/tmp/" + "x" * 70  # 75 bytes: the socket path <folder>/pymp-XXXXXXXX/listener-XXXXXXXX is 107
+    monkeypatch.setattr(tempfile, "tempdir", longest)
+    assert len(data.train_dataloader()) > 0
+    monkeypatch.setattr(tempfile, "tempdir", longest + "x")
+    if workers == 0:  # no worker, no socket
+        assert len(data.train_dataloader()) > 0
+        return
+    with pytest.raises(ConfigurationError) as refused:
+        data.val_dataloader()
+    assert str(refused.value) == (
+        f"the temporary folder {longest}x is 76 bytes long, and dataloader workers need one of at most 75 bytes "
+        "(they hand batches back through a socket in it, whose path may not exceed 107 bytes; beyond that the run "
+        "hangs at its first batch); set TMPDIR to a shorter folder (export TMPDIR=/tmp) or data.num_workers to 0"
+    )
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the 107-byte socket path is Linux's")
+def test_a_worker_hands_its_batches_back_from_the_longest_temporary_folder_allowed() -> None:
+    folder = Path("/tmp") / f"snn-{os.getpid()}-".ljust(75 - len("/tmp/"), "x")
+    folder.mkdir()
+    script = (
+        "import torch\n"
+        "from torch.utils.data import DataLoader, TensorDataset\n"
+        "loader = DataLoader(TensorDataset(torch.ones(8, 3)), batch_size=4, num_workers=1)\n"
+        "print(sum(batch.sum().item() for (batch,) in loader))\n"
+    )
+    try:
+        env = {**os.environ, "TMPDIR": str(folder)}
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        shutil.rmtree(folder)
+    assert len(str(folder)) == 75
+    assert (done.returncode, done.stdout) == (0, "24.0\n"), done.stderr[-2000:]
 
 
 def test_trainer_runs_on_digits(tmp_path: Path) -> None:

@@ -1,14 +1,45 @@
-"""The training dataloader whose sample order and worker seeds follow from the epoch alone."""
+"""The training dataloader whose sample order and worker seeds follow from the epoch alone; the check that workers can hand batches back."""
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
-__all__ = ["EpochSeededLoader"]
+from snn_lightning.errors import ConfigurationError
+
+__all__ = ["EpochSeededLoader", "check_worker_temp_dir"]
+
+# A dataloader worker hands each batch's memory to the main process through a Unix socket that
+# Python's multiprocessing opens at <temporary folder>/pymp-XXXXXXXX/listener-XXXXXXXX; a socket
+# path holds at most 107 bytes on Linux (103 on macOS). Measured: a 75-byte folder works, 76 hangs.
+SOCKET_PATH_LIMIT = 103 if sys.platform == "darwin" else 107
+WORKER_SOCKET_NAME = len("/pymp-12345678/listener-12345678")
+
+
+def check_worker_temp_dir(num_workers: int) -> None:
+    """Raise ConfigurationError when ``num_workers`` > 0 and the temporary folder's path is too long for the workers' socket.
+
+    Past the limit the worker's socket cannot be opened, the batch is dropped with a traceback in
+    a background thread, and the main process waits for it forever: the run hangs at its first batch.
+    """
+    if num_workers == 0 or os.name == "nt":
+        return
+    folder = tempfile.gettempdir()
+    room = SOCKET_PATH_LIMIT - WORKER_SOCKET_NAME
+    length = len(os.fsencode(folder))
+    if length > room:
+        raise ConfigurationError(
+            f"the temporary folder {folder} is {length} bytes long, and dataloader workers need one of at most "
+            f"{room} bytes (they hand batches back through a socket in it, whose path may not exceed "
+            f"{SOCKET_PATH_LIMIT} bytes; beyond that the run hangs at its first batch); set TMPDIR to a shorter "
+            f"folder (export TMPDIR=/tmp) or data.num_workers to 0"
+        )
 
 
 class EpochSeededLoader(DataLoader):

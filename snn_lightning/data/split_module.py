@@ -11,7 +11,7 @@ from lightning.fabric.utilities.data import suggested_max_num_workers
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ConfigurationError
-from .loaders import EpochSeededLoader
+from .loaders import EpochSeededLoader, check_worker_temp_dir
 from .samplers import UnpaddedShardSampler
 from .splits import stratified_split
 
@@ -179,6 +179,7 @@ class SplitDataModule(lightning.LightningDataModule):
             raise RuntimeError(f"{type(self).__name__}.setup() must run before its dataloaders are requested")
         shard = None if self.trainer is None else self.trainer.distributed_sampler_kwargs
         workers = self.workers
+        check_worker_temp_dir(workers)
         settings = dict(
             batch_size=self.batch_size,
             num_workers=workers,
