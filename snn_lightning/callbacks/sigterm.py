@@ -10,10 +10,36 @@ import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-__all__ = ["SynchronizedSigterm"]
+__all__ = ["SignalHandlerCallback", "SynchronizedSigterm"]
 
 
-class SynchronizedSigterm(L.Callback):
+class SignalHandlerCallback(L.Callback):
+    """A callback that puts its own signal handler over the one Lightning registers for each run (Lightning restores it after).
+
+    Lightning registers its handlers after the fit-start hooks, so subclasses install theirs in
+    ``_take_over_the_handler``, which the first hook of every loop calls.
+    """
+
+    def _take_over_the_handler(self, trainer: L.Trainer) -> None:
+        raise NotImplementedError
+
+    def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._take_over_the_handler(trainer)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._take_over_the_handler(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._take_over_the_handler(trainer)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._take_over_the_handler(trainer)
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._take_over_the_handler(trainer)
+
+
+class SynchronizedSigterm(SignalHandlerCallback):
     """Under DDP, stop all ranks together after a SIGTERM reaches any of them: at the end of a training batch.
 
     Lightning 2.6's SIGTERM handler broadcasts a tensor from inside the handler, at whatever point
@@ -52,21 +78,6 @@ class SynchronizedSigterm(L.Callback):
     def _stop_if_any_rank_received(self, trainer: L.Trainer) -> None:
         if trainer.world_size > 1 and trainer.strategy.reduce_boolean_decision(self.received, all=False):
             raise SIGTERMException
-
-    def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._take_over_the_handler(trainer)
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._take_over_the_handler(trainer)
-
-    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._take_over_the_handler(trainer)
-
-    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._take_over_the_handler(trainer)
-
-    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._take_over_the_handler(trainer)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int

@@ -14,6 +14,7 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.trainer.states import TrainerFn
 
 from snn_lightning.callbacks.nan_guard import latest_checkpoint
+from snn_lightning.callbacks.sigterm import SignalHandlerCallback
 
 __all__ = ["SlurmRequeue"]
 
@@ -26,7 +27,7 @@ def _job_id() -> str:
     return os.environ["SLURM_JOB_ID"]
 
 
-class SlurmRequeue(L.Callback):
+class SlurmRequeue(SignalHandlerCallback):
     """Requeue a SLURM job on its requeue signal (``#SBATCH --signal=SIGUSR1@120``) so that it resumes exactly.
 
     Lightning's own handler saves ``hpc_ckpt_<n>.ckpt`` wherever in the epoch the signal lands, and the
@@ -87,18 +88,3 @@ class SlurmRequeue(L.Callback):
             return f"it runs {self._trainer.state.fn.value} again"
         resumes = f"resumes from {saved}" if saved else "starts afresh (no epoch has ended yet)"
         return f"it {resumes} and runs epoch {self._trainer.current_epoch} again from its first batch"
-
-    def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._take_over_the_handler(trainer)
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._take_over_the_handler(trainer)
-
-    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._take_over_the_handler(trainer)
-
-    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._take_over_the_handler(trainer)
-
-    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._take_over_the_handler(trainer)
