@@ -5,12 +5,14 @@ import os
 import stat
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 from conftest import REPO
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 
 from snn_lightning.cli import SNNLightningCLI
+from snn_lightning.modules.base import scale_lr_to_global_batch
 
 SBATCH = REPO / "configs" / "slurm" / "train.sbatch"
 QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
@@ -45,13 +47,12 @@ def srun_command(tmp_path):
     return json.loads((tmp_path / "srun.json").read_text())
 
 
-def test_the_sbatch_script_passes_the_allocation_and_the_scaled_learning_rate(srun_command):
+def test_the_sbatch_script_passes_the_allocation_and_the_batch_and_leaves_the_lr_to_the_config(srun_command):
     command = " ".join(srun_command)
     assert srun_command[:2] == [".venv/bin/snn-lightning", "fit"]
     assert "--config configs/resnet19_cifar100.yaml --config configs/slurm/ddp.yaml" in command
     assert "--trainer.num_nodes 2 --trainer.devices 4 --data.batch_size 64" in command
-    # 64 per GPU x 8 GPUs = 512 samples per step, 4x the recipe's 128: lr 0.1 x 4.
-    assert "--model.optimizer.init_args.lr 0.4" in command
+    assert "lr" not in command  # the config's lr_reference_batch scales it (next test)
 
 
 def test_the_slurm_command_runs_as_slurm_task_5_of_8(srun_command, monkeypatch, tmp_path):
@@ -83,7 +84,19 @@ def test_the_slurm_command_runs_as_slurm_task_5_of_8(srun_command, monkeypatch, 
     assert environment.main_address == "gpu17" and environment.main_port == 15000 + 4242
     assert type(trainer.strategy).__name__ == "DDPStrategy"
     assert cli.datamodule.batch_size == 64
-    assert cli.model.optimizer_factory(cli.model.parameters()).defaults["lr"] == pytest.approx(0.4)
+    # The recipe's lr 0.1 is for 128 samples per step; this job steps 64 per GPU x 8 GPUs = 512: lr 0.4.
+    assert cli.model.lr_reference_batch == 128
+    optimizer = cli.model.optimizer_factory(cli.model.parameters())
+    scale_lr_to_global_batch(
+        optimizer,
+        cli.model.lr_reference_batch,
+        SimpleNamespace(
+            datamodule=cli.datamodule,
+            world_size=trainer.world_size,
+            accumulate_grad_batches=trainer.accumulate_grad_batches,
+        ),
+    )
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.4)
 
 
 def test_torchrun_variables_give_the_torchelastic_environment(monkeypatch, tmp_path):

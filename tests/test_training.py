@@ -1,5 +1,6 @@
 """LightningModules: loss choice, time steps at evaluation, optimizer defaults, prediction."""
 
+import logging
 import math
 
 import lightning as L
@@ -252,3 +253,45 @@ def test_a_fit_moves_the_default_schedule_at_every_step(tmp_path):
     )
     trainer.fit(model, datamodule=data)
     assert rates == pytest.approx([0.05 * (1 + math.cos(math.pi * step / 6)) for step in range(6)])
+
+
+def test_lr_reference_batch_scales_the_lr_linearly_to_the_global_batch(tmp_path, caplog):
+    rates = []
+
+    class RecordRate(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    # lr 0.1 is for 128 samples per step; this fit steps 16 per batch x 2 accumulated = 32: lr 0.025 at the start.
+    model = small_snn(lr_reference_batch=128)
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=4,
+        limit_val_batches=0,
+        accumulate_grad_batches=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[RecordRate()],
+        default_root_dir=tmp_path,
+    )
+    with caplog.at_level(logging.INFO):
+        trainer.fit(model, datamodule=StaticImageDataModule(dataset="digits", batch_size=16))
+    assert (
+        "learning rate 0.025: the config's lr for a global batch of 128 (model.lr_reference_batch) scaled x0.25"
+        in caplog.text
+    )
+    # Two optimizer steps of cosine from 0.025: 0.025 for both batches of the first step, then 0.0125.
+    assert rates == pytest.approx([0.025, 0.025, 0.0125, 0.0125])
+    assert trainer.lr_scheduler_configs[0].scheduler.base_lrs == pytest.approx([0.025])
+
+
+def test_lr_reference_batch_errors_and_an_lr_set_on_the_module_is_not_scaled(tmp_path):
+    with pytest.raises(ConfigurationError, match="lr_reference_batch must be a positive batch size, got 0"):
+        small_snn(lr_reference_batch=0)
+    with pytest.raises(ConfigurationError, match="needs a data module with an integer batch_size"):
+        configured_with(tmp_path, max_epochs=2, lr_reference_batch=128)  # no data module attached
+    model = small_snn(lr_reference_batch=128)
+    model.lr = 0.3  # as Lightning's LR finder sets it, for this run's batch already
+    model.trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, default_root_dir=tmp_path)
+    assert model.configure_optimizers()["optimizer"].param_groups[0]["lr"] == 0.3

@@ -1,10 +1,7 @@
 """The settings a user gave explicitly: read from the ``--config`` files and the command line before parsing.
 
-jsonargparse merges defaults, config files and the command line into one namespace and does not
-tell which values the user gave (``parse_args(defaults=False)`` still fills a subclass's
-``init_args`` with its defaults). The CLI needs them to keep given settings when it fills the run
-folder's outputs, to let command-line model settings win over a checkpoint's, and to refuse a
-``model.num_classes`` / ``model.in_channels`` that the data's link would overwrite.
+Why: jsonargparse merges defaults, files and the command line without saying which values were given; the
+run folder's outputs, command-line model settings over a checkpoint's and the linked-key refusal need them.
 """
 
 from __future__ import annotations

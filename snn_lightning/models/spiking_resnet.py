@@ -28,7 +28,7 @@ from snn_lightning.layers import (
 )
 from snn_lightning.models.ann_resnet import conv1x1, init_resnet_weights
 from snn_lightning.models.network_input import as_time_major
-from snn_lightning.neurons import LIF, NeuronFactory, NeuronTemplate
+from snn_lightning.neurons import LIF, BuildNeuron, NeuronTemplate
 
 __all__ = [
     "SPIKING_RESNETS",
@@ -60,7 +60,7 @@ def _restoring_buffers(module: nn.Module) -> Iterator[None]:
 
 
 def conv_bn_neuron(
-    in_channels: int, out_channels: int, build_neuron: NeuronFactory, kernel_size: int = 3, stride: int = 1
+    in_channels: int, out_channels: int, build_neuron: BuildNeuron, kernel_size: int = 3, stride: int = 1
 ) -> list[nn.Module]:
     """Return [conv, BN over time, neuron]: one spiking layer from currents or spikes to spikes."""
     conv = SpikeConv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2, bias=False)
@@ -101,7 +101,7 @@ class SpikingBasicBlock(nn.Module):
         out_channels: int,
         stride: int,
         downsample: nn.Module | None,
-        build_neuron: NeuronFactory,
+        build_neuron: BuildNeuron,
     ) -> None:
         """
         Args:
@@ -219,7 +219,7 @@ class SpikingResNet(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     @staticmethod
-    def _make_stem(kind: StemKind, in_channels: int, width: int, build_neuron: NeuronFactory) -> nn.Sequential:
+    def _make_stem(kind: StemKind, in_channels: int, width: int, build_neuron: BuildNeuron) -> nn.Sequential:
         """Return the stem mapping the input sequence to spikes with ``width`` channels."""
         if kind == "cifar":
             return nn.Sequential(*conv_bn_neuron(in_channels, width, build_neuron))

@@ -8,6 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -15,7 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from snn_lightning.errors import ConfigurationError
 from snn_lightning.modules.schedule import WarmupCosine, start_schedule
 
-__all__ = ["ClassifierModule", "weight_decay_groups"]
+__all__ = ["ClassifierModule", "scale_lr_to_global_batch", "weight_decay_groups"]
 
 STAGES = ("train", "val", "test")
 
@@ -36,15 +37,22 @@ class ClassifierModule(L.LightningModule):
         lr_scheduler: LRSchedulerCallable | None,
         warmup_epochs: int = 0,
         exempt_from_weight_decay: bool = False,
+        lr_reference_batch: int | None = None,
     ) -> None:
         super().__init__()
         if warmup_epochs < 0:
             raise ConfigurationError(f"model.warmup_epochs must be >= 0, got {warmup_epochs}; set e.g. 5 (or 0: none)")
+        if lr_reference_batch is not None and lr_reference_batch < 1:
+            raise ConfigurationError(
+                f"model.lr_reference_batch must be a positive batch size, got {lr_reference_batch}; set the global "
+                f"batch the optimizer's lr is tuned for (e.g. 128), or null to use the lr as given"
+            )
         self.num_classes = num_classes
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.warmup_epochs = warmup_epochs
         self.exempt_from_weight_decay = exempt_from_weight_decay
+        self.lr_reference_batch = lr_reference_batch
         self._lr: float | None = None
         # Keys are "<stage>_<k>": a bare "train" would clash with nn.Module.train.
         self.top_ks = (1, 5) if num_classes > 5 else (1,)
@@ -170,12 +178,16 @@ class ClassifierModule(L.LightningModule):
         would train half of a 2-epoch run at the full rate and never go below half of it.
 
         ``ReduceLROnPlateau`` watches ``val/loss`` with ``mode: min`` and ``val/acc`` with ``mode: max``.
+        With ``lr_reference_batch`` the optimizer's lr is scaled linearly to this run's global batch;
+        an lr set on the module (Lightning's LR finder) is already this run's and is not scaled.
         """
         parameters = weight_decay_groups(self) if self.exempt_from_weight_decay else self.parameters()
         optimizer = self._build_optimizer(parameters)
         if self._lr is not None:
             for group in optimizer.param_groups:
                 group["lr"] = self._lr
+        elif self.lr_reference_batch is not None:
+            scale_lr_to_global_batch(optimizer, self.lr_reference_batch, self.trainer)
         if self.lr_scheduler_factory is not None:
             if self.warmup_epochs:
                 raise ConfigurationError(
@@ -196,6 +208,29 @@ class ClassifierModule(L.LightningModule):
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             schedule["monitor"] = "val/acc" if scheduler.mode == "max" else "val/loss"
         return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+
+def scale_lr_to_global_batch(optimizer: torch.optim.Optimizer, reference_batch: int, trainer: L.Trainer) -> None:
+    """Multiply every group's lr by ``global batch / reference_batch`` (the linear scaling rule) and say so once.
+
+    The global batch is the samples of one optimizer step over all processes: the data module's
+    ``batch_size`` × processes (``trainer.world_size``) × ``accumulate_grad_batches``.
+    """
+    batch_size = getattr(trainer.datamodule, "batch_size", None)
+    if not isinstance(batch_size, int):
+        raise ConfigurationError(
+            "model.lr_reference_batch scales the lr to the global batch, which needs a data module with an integer "
+            "batch_size (the package's data modules have one); set it on yours, or set model.lr_reference_batch null"
+        )
+    global_batch = batch_size * trainer.world_size * trainer.accumulate_grad_batches
+    factor = global_batch / reference_batch
+    for group in optimizer.param_groups:
+        group["lr"] *= factor
+    rank_zero_info(
+        f"learning rate {optimizer.param_groups[0]['lr']:.6g}: the config's lr for a global batch of {reference_batch} (model.lr_reference_batch) "
+        f"scaled x{factor:.6g} to this run's {global_batch} ({batch_size} per process x {trainer.world_size} "
+        f"processes x {trainer.accumulate_grad_batches} accumulated)"
+    )
 
 
 def weight_decay_groups(module: nn.Module) -> list[dict[str, Any]]:

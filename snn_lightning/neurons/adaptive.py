@@ -25,6 +25,9 @@ __all__ = ["AdaptiveLIF"]
 class AdaptiveLIF(SpikingNeuron):
     """LIF with a learnable leak ``M`` (kept in (0, 1)) and input scale ``N``, one pair per channel.
 
+    Per channel c: ``H[t] = M_c (V[t-1] - V_reset) + V_reset + N_c X[t]``, ``M_c = sigmoid(m_c)``, then fire and
+    reset as LIF.
+
     Used as a neuron template (``SNNClassifier(neuron=AdaptiveLIF())`` or inside ``STAA``), the
     network calls :meth:`build` for each layer (see :class:`~snn_lightning.neurons.NeuronTemplate`),
     which gives every layer one ``(M, N)`` per channel.

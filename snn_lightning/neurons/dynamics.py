@@ -71,6 +71,9 @@ def reset(h: Tensor, spikes: Tensor, v_threshold: float, v_reset: float | None) 
 def lif_multistep(x_seq: Tensor, inv_tau: float | Tensor, settings: LIFSettings) -> Tensor:
     """Return the spikes ``[T, ...]`` of LIF neurons driven by the input currents ``x_seq [T, ...]``.
 
+    Per step (the module docstring gives the other variants): ``H[t] = V[t-1] + (X[t] - (V[t-1] - V_reset)) / tau``,
+    ``S[t] = Θ(H[t] - V_th)``, ``V[t] = H[t] (1 - S[t]) + V_reset S[t]``.
+
     Args:
         x_seq: input currents, time-major ``[T, ...]``.
         inv_tau: the leak ``1/tau``: a float, or a tensor broadcastable to one step (learnable leak).

@@ -7,11 +7,11 @@ from typing import Protocol, runtime_checkable
 
 from torch import nn
 
-__all__ = ["NeuronTemplate", "NeuronFactory"]
+__all__ = ["NeuronTemplate", "BuildNeuron"]
 
-# Builds the neuron of a layer from its channel count: a stage's template with the network's T bound,
-# ``functools.partial(template.for_stage(stage, num_stages).build, time_steps=time_steps)``.
-NeuronFactory = Callable[[int], nn.Module]
+# A layer's neuron built from its channel count (a network's `build_neuron` argument): a stage's template with
+# the network's T bound, ``functools.partial(template.for_stage(stage, num_stages).build, time_steps=time_steps)``.
+BuildNeuron = Callable[[int], nn.Module]
 
 
 @runtime_checkable
