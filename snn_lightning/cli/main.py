@@ -1,6 +1,6 @@
 """The ``snn-lightning`` command: fit / validate / test / predict (LightningCLI) and export.
 
-    snn-lightning fit --config configs/quickstart.yaml
+    snn-lightning fit --config configs/quickstart.yaml      (or --config quickstart: the copy shipped in the package)
     snn-lightning test --config configs/quickstart.yaml --ckpt_path last --model.eval_time_steps 2
     snn-lightning export --config configs/quickstart.yaml --ckpt_path logs/quickstart/latest/checkpoints/best.ckpt --format nir
 
@@ -17,6 +17,7 @@ import sys
 
 from snn_lightning.cli.lightning_cli import SNNLightningCLI
 from snn_lightning.cli.quiet import finish_wandb_runs, quiet_library_output
+from snn_lightning.cli.shipped_configs import configs_command, with_shipped_configs
 from snn_lightning.errors import user_error
 
 __all__ = ["main"]
@@ -31,15 +32,17 @@ def main(args: list[str] | None = None) -> None:
     Args:
         args: the command-line arguments; None reads ``sys.argv``.
     """
-    argv = sys.argv[1:] if args is None else args
+    argv = with_shipped_configs(sys.argv[1:] if args is None else args)
     quiet_library_output()
     try:
         if argv[:1] == ["export"]:
             from snn_lightning.cli.export import export  # nir and h5py are loaded for export only
 
             export(argv[1:])
+        elif argv[:1] == ["configs"]:
+            configs_command(argv[1:])
         else:
-            finish_wandb_runs(SNNLightningCLI(args=args).trainer)
+            finish_wandb_runs(SNNLightningCLI(args=argv).trainer)
     except Exception as error:
         found = user_error(error)
         if found is None:

@@ -92,7 +92,7 @@ def _load_config_file(value: str) -> dict[str, Any]:
             return inline
         raise ConfigurationError(
             f"config file {path.absolute()} {missing_file_reason(path, ('*.yaml', '*.yml'))}; check the path: --config "
-            f"takes a YAML file (the shipped configs are in configs/, e.g. configs/quickstart.yaml)"
+            f"takes a YAML file, or a shipped config by name (e.g. --config quickstart; `snn-lightning configs list` lists them)"
         )
     try:
         content = _load_yaml(path.read_text())
