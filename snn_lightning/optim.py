@@ -1,60 +1,27 @@
-"""Optimizers beyond torch.optim: LAMB, which the ImageNet recipes of FSTA-SNN and STAA-SNN train with.
+"""LAMB, which the ImageNet recipes of FSTA-SNN and STAA-SNN train with: timm's implementation with the paper's defaults.
 
-The update is a pure function on tensors (``lamb_update``); ``Lamb`` only stores the moments and
-hyperparameters and calls it for each parameter.
+Why a subclass and not timm's class by name: the config key ``snn_lightning.optim.Lamb`` keeps
+its meaning (no gradient clipping inside the optimizer, the trust ratio on every group) and a
+setting out of range is refused naming the config key, where timm accepts it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-import torch
+from timm.optim import Lamb as TimmLamb
 from torch import Tensor
 
 from .errors import ConfigurationError
 
-__all__ = ["Lamb", "lamb_update"]
+__all__ = ["Lamb"]
 
 
-def lamb_update(
-    param: Tensor,
-    grad: Tensor,
-    exp_avg: Tensor,
-    exp_avg_sq: Tensor,
-    step: int,
-    lr: float,
-    betas: tuple[float, float],
-    eps: float,
-    weight_decay: float,
-    adapt: bool = True,
-) -> None:
-    """Apply LAMB step ``step`` (counted from 1) to ``param`` in place; ``exp_avg`` and ``exp_avg_sq`` are updated too.
-
-    ``m = β1·m + (1−β1)·g``, ``v = β2·v + (1−β2)·g²``, ``m̂ = m/(1−β1^step)``, ``v̂ = v/(1−β2^step)``,
-    ``r = m̂/(√v̂ + ε) + λ·p``, ``φ = ‖p‖/‖r‖`` (1 when either norm is 0, or ``adapt`` is False),
-    ``p ← p − lr·φ·r``.
-    """
-    beta1, beta2 = betas
-    exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
-    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-    denominator = (exp_avg_sq / (1 - beta2**step)).sqrt_().add_(eps)
-    update = (exp_avg / (1 - beta1**step)).div_(denominator)
-    if weight_decay != 0:
-        update.add_(param, alpha=weight_decay)
-    if not adapt:
-        param.add_(update, alpha=-lr)
-        return
-    param_norm, update_norm = param.norm(), update.norm()
-    # torch.where keeps the ratio on the device: no host synchronisation per parameter.
-    trust_ratio = torch.where((param_norm > 0) & (update_norm > 0), param_norm / update_norm, 1.0)
-    param.add_(update.mul_(trust_ratio), alpha=-lr)
-
-
-class Lamb(torch.optim.Optimizer):
+class Lamb(TimmLamb):
     """LAMB (You et al., ICLR 2020, arXiv 1904.00962): Adam with each parameter tensor's step scaled to ``lr·‖p‖``.
 
-    For each parameter tensor ``p`` with gradient ``g``, at step ``t``::
+    For each parameter tensor ``p`` with gradient ``g``, at step ``t`` (timm's ``Lamb``)::
 
         m = β1·m + (1−β1)·g            v = β2·v + (1−β2)·g²
         r = m̂ / (√v̂ + ε) + weight_decay·p,   m̂ = m/(1−β1^t),  v̂ = v/(1−β2^t)
@@ -66,10 +33,11 @@ class Lamb(torch.optim.Optimizer):
     stable at very large batches. Choose it for large-batch ImageNet training, as the FSTA-SNN
     recipe does; the CIFAR recipes of the papers use SGD with momentum.
 
-    Compared with timm's ``Lamb``: gradients are not clipped here (timm clips their global norm to
-    1 by default; ``trainer.gradient_clip_val: 1.0`` does the same), and ``always_adapt`` defaults
-    to True, as in the paper: set it False for timm's default, a plain Adam step (φ = 1) on groups
-    with ``weight_decay`` 0 such as the no-decay group of BN scales and biases.
+    Against timm's defaults: gradients are not clipped here (timm clips their global norm to 1;
+    ``trainer.gradient_clip_val: 1.0`` does the same), and ``always_adapt`` defaults to True, as in
+    the paper: set it False for timm's default, a plain Adam step (φ = 1) on groups with
+    ``weight_decay`` 0 such as the no-decay group of BN scales and biases. The step count is kept
+    per param group (``optimizer.param_groups[i]["step"]``), as timm does.
 
     From YAML::
 
@@ -93,54 +61,25 @@ class Lamb(torch.optim.Optimizer):
             lr: learning rate: the step of each tensor is lr times its weight norm (φ·‖r‖ = ‖p‖).
             betas: decay rates of the running mean of the gradient and of its square, each in [0, 1).
             eps: added to the root of the second moment for numerical stability; > 0.
-            weight_decay: decoupled weight decay λ added to the update before the trust ratio (r += λ·p); >= 0.
+            weight_decay: weight decay λ added to the update before the trust ratio (r += λ·p); >= 0.
             always_adapt: apply the trust ratio to groups with weight_decay 0 too (the paper); False gives them plain Adam steps (timm's default).
         """
+        settings = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
+        _check_settings(settings, settings, 0)  # before timm's own checks, which name no config key
         super().__init__(
             params,
-            {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay, "always_adapt": always_adapt},
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            max_grad_norm=None,
+            always_adapt=always_adapt,
         )
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add ``param_group`` (missing settings taken from the defaults) after checking its settings are in range."""
         super().add_param_group(param_group)
         _check_settings(self.param_groups[-1], self.defaults, len(self.param_groups) - 1)
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """Update every parameter that has a gradient; return the loss ``closure`` recomputes (None without one)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                if param.grad.is_sparse:
-                    raise ConfigurationError(
-                        "Lamb does not support sparse gradients; use torch.optim.SparseAdam for embeddings "
-                        "built with sparse=True, or build them dense"
-                    )
-                state = self.state[param]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                state["step"] += 1
-                lamb_update(
-                    param,
-                    param.grad,
-                    state["exp_avg"],
-                    state["exp_avg_sq"],
-                    state["step"],
-                    group["lr"],
-                    group["betas"],
-                    group["eps"],
-                    group["weight_decay"],
-                    adapt=group["always_adapt"] or group["weight_decay"] != 0,
-                )
-        return loss
 
 
 def _check_settings(group: dict[str, Any], defaults: dict[str, Any], index: int) -> None:

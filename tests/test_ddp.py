@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from snn_lightning.callbacks import EnergyEstimate, SpikeStats
 from snn_lightning.data import StaticImageDataModule, load_digits
-from snn_lightning.data.samplers import UnpaddedShardSampler
+from snn_lightning.data.split_module import evaluation_shard_sampler
 from snn_lightning.data.split_module import SplitDataModule
 from snn_lightning.errors import ConfigurationError
 from snn_lightning.layers import TemporalBatchNorm2d
@@ -363,7 +363,9 @@ def test_ddp_evaluation_scores_every_sample_of_an_odd_sized_set_once(tmp_path):
     ranks = [json.loads((tmp_path / f"rank{rank}_uneven.json").read_text()) for rank in (0, 1)]
     for stage in ("val", "test", "predict"):
         seen = [rank["seen"][stage] for rank in ranks]
-        assert [shard["sampler"] for shard in seen] == ["UnpaddedShardSampler"] * 2, "Lightning replaced the sampler"
+        assert [shard["sampler"] for shard in seen] == ["UnrepeatedDistributedSampler"] * 2, (
+            "Lightning replaced the sampler"
+        )
         assert sorted(seen[0]["indices"] + seen[1]["indices"]) == list(range(UNEVEN_SIZE)), stage
         assert [shard["scored"] for shard in seen] == [17, 16], stage
         assert [shard["batches"] for shard in seen] == [2, 1], (
@@ -443,14 +445,14 @@ def test_sigterm_under_ddp_stops_both_ranks_with_one_line(tmp_path):
 
 def test_unpadded_shards_cover_the_set_once_and_refuse_an_empty_rank():
     dataset = TensorDataset(torch.arange(7))
-    shards = [list(UnpaddedShardSampler(dataset, num_replicas=3, rank=rank)) for rank in range(3)]
+    shards = [list(evaluation_shard_sampler(dataset, num_replicas=3, rank=rank)) for rank in range(3)]
     assert shards == [[0, 3, 6], [1, 4], [2, 5]]
-    assert [len(UnpaddedShardSampler(dataset, num_replicas=3, rank=rank)) for rank in range(3)] == [3, 2, 2]
+    assert [len(evaluation_shard_sampler(dataset, num_replicas=3, rank=rank)) for rank in range(3)] == [3, 2, 2]
     with pytest.raises(
         ConfigurationError,
         match="evaluation set of 7 samples .* 8 DDP processes a sample; evaluate on at most 7 processes",
     ):
-        UnpaddedShardSampler(dataset, num_replicas=8, rank=7)
+        evaluation_shard_sampler(dataset, num_replicas=8, rank=7)
 
 
 def test_sync_batchnorm_conversion_keeps_the_time_fold():

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from pathlib import Path
 from typing import Any
 
 import lightning
 from lightning.fabric.utilities.data import suggested_max_num_workers
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ConfigurationError
 from .loaders import EpochSeededLoader, check_worker_temp_dir
-from .samplers import UnpaddedShardSampler
 from .splits import stratified_split
 
 __all__ = [
@@ -82,11 +82,34 @@ def check_split_settings(batch_size: int, num_workers: int | None, val_fraction:
         )
 
 
+def evaluation_shard_sampler(dataset: Sized, num_replicas: int, rank: int) -> UnrepeatedDistributedSampler:
+    """Return Lightning's sampler of the indices ``rank, rank + num_replicas, …``: each sample once over all ranks.
+
+    torch's ``DistributedSampler`` pads every shard to one length by repeating samples, so metrics
+    over the shards would count some twice (22/144 correct instead of 22/143); these shards differ by
+    at most one sample, which evaluation tolerates (torchmetrics and ``sync_dist`` sum samples and
+    counts). Training keeps Lightning's padded sampler: its gradient all-reduce needs equal steps.
+    A set smaller than the ranks is refused: a rank with no batch skips collectives the others wait in.
+
+    Args:
+        dataset: the evaluation set to split.
+        num_replicas: number of ranks the set is split over.
+        rank: the rank whose shard the sampler yields.
+    """
+    size = len(dataset)
+    if 0 < size < num_replicas:
+        raise ConfigurationError(
+            f"an evaluation set of {size} samples cannot give each of the {num_replicas} DDP processes a sample; "
+            f"evaluate on at most {size} processes (trainer.devices x trainer.num_nodes) or on a larger set"
+        )
+    return UnrepeatedDistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+
+
 class SplitDataModule(lightning.LightningDataModule):
     """Base of the data modules: shuffled train loader, fixed-order val/test/predict loaders (predict reads the test split).
 
     Under DDP (or any strategy that shards data) the val/test/predict loaders split their set over
-    the ranks with :class:`UnpaddedShardSampler`, so every sample is scored exactly once and the
+    the ranks with :func:`evaluation_shard_sampler`, so every sample is scored exactly once and the
     metrics equal one process's; the train loader is left to Lightning's shuffling, padded sampler.
     The train loader is an :class:`EpochSeededLoader` seeded by ``train_loader_seed``, which the
     trainer's ``EpochSeed`` callback sets to its (seed, epoch, rank) seed, so a resumed run replays
@@ -190,7 +213,7 @@ class SplitDataModule(lightning.LightningDataModule):
             return EpochSeededLoader(dataset, shuffle=True, epoch_seed=self._train_seed, **settings)
         sampler = None
         if shard and shard["num_replicas"] > 1:
-            sampler = UnpaddedShardSampler(dataset, num_replicas=shard["num_replicas"], rank=shard["rank"])
+            sampler = evaluation_shard_sampler(dataset, num_replicas=shard["num_replicas"], rank=shard["rank"])
         return DataLoader(dataset, sampler=sampler, persistent_workers=workers > 0, **settings)
 
     def _train_seed(self) -> int | None:
