@@ -21,8 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from snn_lightning.callbacks import EnergyEstimate, SpikeStats
 from snn_lightning.data import StaticImageDataModule, load_digits
-from snn_lightning.data.split_module import evaluation_shard_sampler
-from snn_lightning.data.split_module import SplitDataModule
+from snn_lightning.data.split_module import SplitDataModule, evaluation_shard_sampler
 from snn_lightning.errors import ConfigurationError
 from snn_lightning.layers import TemporalBatchNorm2d
 from snn_lightning.models import ANN_ARCHITECTURES, spiking_resnet_mini
