@@ -1,35 +1,39 @@
-"""``snn-lightning export``: write a trained checkpoint as a NIR graph.
+"""``snn-lightning export``: write a trained checkpoint as a NIR graph or an ONNX model.
 
     snn-lightning export --config configs/quickstart.yaml \\
         --ckpt_path logs/quickstart/latest/checkpoints/best.ckpt --format nir --output model.nir
+    snn-lightning export --config configs/quickstart_fashion.yaml --ckpt_path <best.ckpt> --format onnx
 
 The model and data module are built from the config exactly as ``fit`` builds them (same links,
 same one-line errors); the checkpoint's weights are loaded into the model, the input shape is
-taken from the data module, and :func:`~snn_lightning.export.to_nir` does the rest. No trainer
-is built and no data is read.
+taken from the data module, and :func:`~snn_lightning.export.to_nir` (spiking ResNets) or
+:func:`~snn_lightning.export.to_onnx` (any network) does the rest. No trainer is built and no data is read.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from pathlib import Path
 from typing import Literal
 
 import lightning as L
 import nir
+import torch
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser
 
 from snn_lightning.checkpoints import CHECKPOINT_FILES, read_checkpoint, state_dict_mismatch
 from snn_lightning.cli.checkpoint_settings import SPECIAL_CKPT_PATHS
 from snn_lightning.cli.lightning_cli import SNNLightningCLI
-from snn_lightning.data import SplitDataModule
+from snn_lightning.data import EventDataModule, SplitDataModule
 from snn_lightning.errors import CheckpointError, ConfigurationError, OutputDirError, missing_file_reason
 from snn_lightning.export.nir_export import to_nir
+from snn_lightning.export.onnx_export import to_onnx
 from snn_lightning.models import SpikingResNet
 
 __all__ = ["ExportCLI", "export", "input_shape_of"]
 
-ExportFormat = Literal["nir"]
+ExportFormat = Literal["nir", "onnx"]
 
 
 def input_shape_of(datamodule: L.LightningDataModule) -> tuple[int, int, int]:
@@ -55,9 +59,17 @@ class ExportCLI(SNNLightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         super().add_arguments_to_parser(parser)
         parser.add_argument("--ckpt_path", type=str, required=True, help="The .ckpt file whose weights are exported.")
-        parser.add_argument("--format", type=ExportFormat, default="nir", help="nir: NIR's HDF5 file (nir.read).")
         parser.add_argument(
-            "--output", type=str | None, default=None, help="File to write; null writes <ckpt_path without .ckpt>.nir."
+            "--format",
+            type=ExportFormat,
+            default="nir",
+            help="nir: NIR's HDF5 file (nir.read; spiking ResNets); onnx: an ONNX model (reference operators, dynamic batch).",
+        )
+        parser.add_argument(
+            "--output",
+            type=str | None,
+            default=None,
+            help="File to write; null writes <ckpt_path without .ckpt>.nir (or .onnx).",
         )
         parser.add_argument(
             "--weights_only",
@@ -117,20 +129,63 @@ def export(args: list[str]) -> Path:
     cli = ExportCLI(args)
     config = cli.config
     network = getattr(cli.model, "network", None)
+    if config["format"] == "onnx":
+        return _export_onnx(cli, network)
     if not isinstance(network, SpikingResNet):
         raise ConfigurationError(
-            f"export writes spiking ResNets, but the model {type(cli.model).__name__} has "
-            f"{type(network).__name__ if network is not None else 'no network'}; choose an SNNClassifier config"
+            f"export writes spiking ResNets to NIR, but the model {type(cli.model).__name__} has "
+            f"{type(network).__name__ if network is not None else 'no network'}; choose an SNNClassifier config "
+            f"with a ResNet arch, or --format onnx"
         )
     _load_weights(cli.model, config["ckpt_path"], config["weights_only"])
     input_shape = input_shape_of(cli.datamodule)
     graph = to_nir(network, input_shape)
-    output = Path(config["output"] or Path(config["ckpt_path"]).with_suffix(".nir")).expanduser().absolute()
+    output = _output_path(config, ".nir")
     _write(graph, output)
     neurons = sum(isinstance(node, (nir.LIF, nir.IF)) for node in graph.nodes.values())
     print(
         f"wrote {output}: NIR graph of {type(cli.model).__name__} from {config['ckpt_path']} "
         f"({len(graph.nodes)} nodes, {neurons} spiking layers, input {'x'.join(map(str, input_shape))}, "
         f"{network.num_classes} classes, {network.time_steps} time steps)"
+    )
+    return output
+
+
+def _output_path(config: dict, suffix: str) -> Path:
+    """Return ``--output``, or the checkpoint's path with ``suffix``, as an absolute path."""
+    return Path(config["output"] or Path(config["ckpt_path"]).with_suffix(suffix)).expanduser().absolute()
+
+
+def _export_onnx(cli: ExportCLI, network: torch.nn.Module | None) -> Path:
+    """Write the model's network as ONNX (input ``images``, output ``logits [T, batch, classes]``); return the file."""
+    if network is None:
+        raise ConfigurationError(
+            f"export --format onnx writes the model's `network`, which {type(cli.model).__name__} has not; "
+            f"choose an SNNClassifier, DistillationModule or ANNClassifier config"
+        )
+    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigurationError(
+            f"export --format onnx needs {' and '.join(missing)} (not installed here); "
+            f"pip install 'snn-lightning[onnx]' (or pip install onnx onnxscript)"
+        )
+    config = cli.config
+    _load_weights(cli.model, config["ckpt_path"], config["weights_only"])
+    input_shape = input_shape_of(cli.datamodule)
+    frames = None
+    if isinstance(cli.datamodule, EventDataModule):
+        frames = cli.datamodule.frames or network.time_steps
+    output = _output_path(config, ".onnx")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        to_onnx(network, input_shape, output, frames)
+    except OSError as error:
+        raise OutputDirError(f"cannot write {output} ({error.strerror or error}); choose another --output") from error
+    shape = (
+        "x".join(map(str, input_shape)) if frames is None else f"{frames} frames of {'x'.join(map(str, input_shape))}"
+    )
+    print(
+        f"wrote {output}: ONNX model of {type(cli.model).__name__} from {config['ckpt_path']} "
+        f"(input `images` batch x {shape}, output `logits` [T, batch, classes])"
     )
     return output
