@@ -295,3 +295,29 @@ def test_lr_reference_batch_errors_and_an_lr_set_on_the_module_is_not_scaled(tmp
     model.lr = 0.3  # as Lightning's LR finder sets it, for this run's batch already
     model.trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, default_root_dir=tmp_path)
     assert model.configure_optimizers()["optimizer"].param_groups[0]["lr"] == 0.3
+
+
+@pytest.mark.slow
+def test_compile_trains_the_network_through_torch_compile_to_the_eager_weights(tmp_path):
+    def fit_two_steps(compile: bool) -> SNNClassifier:
+        torch.manual_seed(0)
+        model = small_snn(compile=compile)
+        trainer = L.Trainer(
+            max_steps=2,
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            default_root_dir=tmp_path,
+        )
+        trainer.fit(model, datamodule=StaticImageDataModule(dataset="digits", batch_size=16, num_workers=0))
+        return model
+
+    eager, compiled = fit_two_steps(False), fit_two_steps(True)
+    assert compiled.network._compiled_call_impl is not None and eager.network._compiled_call_impl is None
+    assert compiled.state_dict().keys() == eager.state_dict().keys(), "checkpoints keep their keys"
+    for name, weight in eager.state_dict().items():
+        torch.testing.assert_close(compiled.state_dict()[name], weight, rtol=1e-4, atol=1e-5, msg=name)
+    images = torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled.eval()(images), eager.eval()(images), rtol=1e-4, atol=1e-5)

@@ -30,6 +30,7 @@ class ANNClassifier(ClassifierModule):
         warmup_epochs: int = 0,
         exempt_from_weight_decay: bool = False,
         lr_reference_batch: int | None = None,
+        compile: bool = False,
     ) -> None:
         """
         Args:
@@ -44,9 +45,10 @@ class ANNClassifier(ClassifierModule):
             warmup_epochs: epochs of linear learning-rate warm-up before the default cosine schedule (FSTA-SNN: 10 on CIFAR10-DVS, 5 on ImageNet); 0: none.
             exempt_from_weight_decay: no weight decay on BN, biases, per-channel neuron parameters (M, N, PLIF's τ) and STAA's position encodings (FSTA-SNN's recipe).
             lr_reference_batch: the global batch (samples per optimizer step over all processes) the optimizer's lr is set for; the lr is then scaled linearly to this run's (data.batch_size × processes × accumulated batches); null: the lr as given.
+            compile: run the network through torch.compile (in place, so checkpoints keep their keys); the first batches take longer while it compiles, and the CPU needs a C++ compiler.
         """
         super().__init__(
-            num_classes, optimizer, lr_scheduler, warmup_epochs, exempt_from_weight_decay, lr_reference_batch
+            num_classes, optimizer, lr_scheduler, warmup_epochs, exempt_from_weight_decay, lr_reference_batch, compile
         )
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.network = ANN_ARCHITECTURES[arch](

@@ -38,6 +38,7 @@ class ClassifierModule(L.LightningModule):
         warmup_epochs: int = 0,
         exempt_from_weight_decay: bool = False,
         lr_reference_batch: int | None = None,
+        compile_network: bool = False,
     ) -> None:
         super().__init__()
         if warmup_epochs < 0:
@@ -53,6 +54,7 @@ class ClassifierModule(L.LightningModule):
         self.warmup_epochs = warmup_epochs
         self.exempt_from_weight_decay = exempt_from_weight_decay
         self.lr_reference_batch = lr_reference_batch
+        self.compile_network = compile_network
         self._lr: float | None = None
         # Keys are "<stage>_<k>": a bare "train" would clash with nn.Module.train.
         self.top_ks = (1, 5) if num_classes > 5 else (1,)
@@ -164,6 +166,11 @@ class ClassifierModule(L.LightningModule):
     @lr.setter
     def lr(self, value: float) -> None:
         self._lr = float(value)
+
+    def configure_model(self) -> None:
+        """Compile ``self.network`` with ``torch.compile`` when ``compile`` is set, in place: state-dict keys stay the same."""
+        if self.compile_network:
+            self.network.compile()
 
     def on_train_start(self) -> None:
         """Fit the default schedule to this fit's optimizer steps, which the trainer counts once the train loader is built."""

@@ -45,6 +45,7 @@ class SNNClassifier(ClassifierModule):
         warmup_epochs: int = 0,
         exempt_from_weight_decay: bool = False,
         lr_reference_batch: int | None = None,
+        compile: bool = False,
     ) -> None:
         """
         Args:
@@ -62,12 +63,13 @@ class SNNClassifier(ClassifierModule):
             warmup_epochs: epochs of linear learning-rate warm-up before the default cosine schedule (FSTA-SNN: 10 on CIFAR10-DVS, 5 on ImageNet); 0: none.
             exempt_from_weight_decay: no weight decay on BN, biases, per-channel neuron parameters (M, N, PLIF's τ) and STAA's position encodings (FSTA-SNN's recipe).
             lr_reference_batch: the global batch (samples per optimizer step over all processes) the optimizer's lr is set for; the lr is then scaled linearly to this run's (data.batch_size × processes × accumulated batches); null: the lr as given.
+            compile: run the network through torch.compile (in place, so checkpoints keep their keys); the first batches take longer while it compiles, and the CPU needs a C++ compiler.
             checkpoint_blocks: in training keep only each residual block's input and recompute the block in backward (less memory, more time).
             compact_spikes: in training keep the spikes that layers save for backward as bool, 1 byte instead of 4 (eager mode only).
             spike_conv_max_density: on the CPU a 3×3 convolution computes from its nonzero inputs when at most this fraction is nonzero (faster at low spike rates); 0 turns that off.
         """
         super().__init__(
-            num_classes, optimizer, lr_scheduler, warmup_epochs, exempt_from_weight_decay, lr_reference_batch
+            num_classes, optimizer, lr_scheduler, warmup_epochs, exempt_from_weight_decay, lr_reference_batch, compile
         )
         if time_steps < 1:
             raise ConfigurationError(f"model.time_steps must be >= 1, got {time_steps}; set e.g. --model.time_steps 4")
