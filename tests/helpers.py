@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tonic
 from conftest import REPO
+from PIL import Image
 
 from snn_lightning.cli import main
 
@@ -80,7 +81,7 @@ def cli_modes() -> dict[str, object]:
     }
 
 
-# --- static images: CIFAR batches and IDX files (MNIST, Fashion-MNIST) -------------------------------
+# --- static images: CIFAR batches, IDX files (MNIST, Fashion-MNIST), folders of image files ----------
 
 
 def write_cifar(root: Path, dataset: str, per_file: int) -> dict[str, np.ndarray]:
@@ -147,6 +148,23 @@ def write_mnist(folder: Path, gz: bool = True, train: int = 20, test: int = 10) 
     for name, array in arrays.items():
         write_idx(folder, name, array, gz)
     return arrays
+
+
+def write_image_folder(
+    root: Path, classes: dict[str, int], sizes: tuple[int, int] = (40, 30), modes: tuple[str, ...] = ("RGB",)
+) -> None:
+    """Write ``count`` random images of ``sizes`` (width, height) per class into ``root/<class>/``.
+
+    The files are alternately JPEG and PNG; their PIL modes (L or RGB) cycle through ``modes``.
+    """
+    rng = np.random.default_rng(0)
+    for name, count in classes.items():
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            mode = modes[i % len(modes)]
+            shape = (sizes[1], sizes[0]) if mode == "L" else (sizes[1], sizes[0], 3)
+            pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / (f"{i}.png" if i % 2 else f"{i}.JPEG"))
 
 
 # --- events: N-MNIST recordings ----------------------------------------------------------------------

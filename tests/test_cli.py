@@ -9,7 +9,7 @@ from importlib.metadata import version
 import pytest
 import yaml
 from conftest import CONFIGS, REPO
-from helpers import cli_modes, run_main, write_nmnist
+from helpers import cli_modes, run_main, write_image_folder, write_nmnist
 
 from snn_lightning.cli import SNNLightningCLI, main
 from snn_lightning.data import EventDataModule, StaticImageDataModule
@@ -82,8 +82,14 @@ def test_every_config_prints_its_resolved_form(config, capsys, in_tmp_dir):
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda path: path.name)
-def test_every_config_instantiates_without_touching_data(config, in_tmp_dir):
-    cli = SNNLightningCLI(args=["--config", str(config), "--trainer.logger", "false"], run=False, **cli_modes())
+def test_every_config_instantiates_without_touching_data(config, in_tmp_dir, tmp_path_factory):
+    args = ["--config", str(config), "--trainer.logger", "false"]
+    if config.name == "image_folder.yaml":  # lists the class folders and opens one image for its classes and channels
+        images = tmp_path_factory.mktemp("images")
+        for split in ("train", "val"):
+            write_image_folder(images / split, {"cat": 1, "dog": 1})
+        args += ["--data.root", str(images)]
+    cli = SNNLightningCLI(args=args, run=False, **cli_modes())
     data, model = cli.datamodule, cli.model
     assert isinstance(data, (StaticImageDataModule, EventDataModule))
     assert isinstance(model, (SNNClassifier, ANNClassifier))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -18,8 +19,7 @@ import lightning
 import numpy as np
 import pytest
 import torch
-from helpers import TouchesMarker, idx_bytes, write_cifar, write_idx, write_mnist
-from PIL import Image
+from helpers import TouchesMarker, idx_bytes, write_cifar, write_idx, write_image_folder, write_mnist
 from torchvision.transforms import v2
 
 from snn_lightning.data import Cutout, StaticImageDataModule, cifar, cutout, load_digits, mnist
@@ -30,17 +30,6 @@ from snn_lightning.data.splits import stratified_split
 from snn_lightning.data.static_datasets import STATIC_DATASETS
 from snn_lightning.data.transforms import image_transform
 from snn_lightning.errors import ConfigurationError, DatasetNotFoundError
-
-
-def write_image_folder(root: Path, classes: dict[str, int], sizes: tuple[int, int] = (40, 30)) -> None:
-    """Write ``count`` random RGB images (alternately PNG and JPEG) into ``root/<class>/``."""
-    rng = np.random.default_rng(0)
-    for name, count in classes.items():
-        (root / name).mkdir(parents=True)
-        for i in range(count):
-            pixels = rng.integers(0, 256, size=(sizes[1], sizes[0], 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / name / (f"{i}.png" if i % 2 else f"{i}.JPEG"))
-
 
 # ---------------------------------------------------------------- embedded digits
 
@@ -399,7 +388,9 @@ def test_download_moves_the_finished_folder_into_root(tmp_path: Path, monkeypatc
 # ---------------------------------------------------------------- ImageNet
 
 
-def test_imagenet_reads_image_folders(tmp_path: Path) -> None:
+def test_imagenet_reads_image_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two class folders stand for ImageNet's 1,000, which the data module checks for.
+    monkeypatch.setitem(STATIC_DATASETS, "imagenet", dataclasses.replace(STATIC_DATASETS["imagenet"], num_classes=2))
     write_image_folder(tmp_path / "train", {"n01": 3, "n02": 3})
     write_image_folder(tmp_path / "val", {"n01": 2, "n02": 2}, sizes=(20, 50))
     data = StaticImageDataModule(

@@ -1,4 +1,4 @@
-"""LightningDataModules and datasets: static images (embedded digits, MNIST, Fashion-MNIST, CIFAR, ImageNet) and event-camera recordings."""
+"""LightningDataModules and datasets: static images (embedded digits, MNIST, Fashion-MNIST, CIFAR, ImageNet, your own image folders) and event-camera recordings."""
 
 from .digits import load_digits
 from .event_transforms import EventsToFrames, FrameAugment, time_major_collate

@@ -1,25 +1,23 @@
-"""Static image classification data: embedded digits, (Fashion-)MNIST, CIFAR-10/100 and ImageNet as one LightningDataModule."""
+"""Static image classification data: embedded digits, (Fashion-)MNIST, CIFAR-10/100, ImageNet and your own image folders as one LightningDataModule."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
-from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import find_classes
 from torchvision.transforms import v2
 
-from ..errors import ConfigurationError, DatasetNotFoundError
+from ..errors import ConfigurationError
 from .cifar import CIFAR_SOURCES, cifar_files, cifar_not_found, download_cifar, missing_cifar_files, read_cifar
 from .digits import load_digits
+from .image_folders import folder_channels, folder_classes, read_split
 from .mnist import IDX_SOURCES, download_idx, idx_folder, read_idx_split
 from .split_module import SplitDataModule, TransformedSubset, check_at_least, check_split_settings
-from .static_datasets import STATIC_DATASETS, StaticDataset
+from .static_datasets import FOLDER_DATASETS, STATIC_DATASETS, AugmentPolicy, StaticDataset
 from .transforms import image_transform
 
 __all__ = ["MixupCutmixCollate", "StaticImageDataModule"]
@@ -76,36 +74,50 @@ class MixupCutmixCollate:
         return self.mix(images, labels)
 
 
-def _imagenet_folders(root: Path) -> tuple[Path, Path]:
-    """Return ``(root/train, root/val)``, or raise if either has no class folder or their classes differ."""
-    train, val = root / "train", root / "val"
-    for folder in (train, val):
-        if not folder.is_dir() or not any(entry.is_dir() for entry in folder.iterdir()):
-            raise DatasetNotFoundError(
-                f"ImageNet not found: {folder} is not a folder of class folders; ImageNet cannot be "
-                f"downloaded automatically: get ILSVRC2012 from https://image-net.org and lay it out as "
-                f"{train}/<class>/*.JPEG and {val}/<class>/*.JPEG (validation images sorted into the "
-                f"same class folders), or set data.init_args.root to the folder holding train/ and val/"
-            )
-    # Labels are indices into the sorted folder names, so differing class sets would mislabel silently.
-    train_classes, val_classes = set(find_classes(train)[0]), set(find_classes(val)[0])
-    if train_classes != val_classes:
-        only = sorted(train_classes ^ val_classes)
+def _check_choice(name: str, value: str, choices: Any) -> None:
+    """Raise ConfigurationError naming ``data.<name>`` when ``value`` is not one of the ``Literal`` ``choices``."""
+    if value not in get_args(choices):
+        raise ConfigurationError(f"data.{name} is {value!r}; expected one of {', '.join(get_args(choices))}")
+
+
+def _check_channels(dataset: StaticDataset, channels: int | None) -> None:
+    """Raise ConfigurationError when ``channels`` is set for a dataset other than image_folder, or is not 1 or 3."""
+    if channels is None:
+        return
+    if dataset != "image_folder":
         raise ConfigurationError(
-            f"ImageNet class folders differ between {train} ({len(train_classes)} classes) and {val} "
-            f"({len(val_classes)} classes), e.g. {', '.join(only[:3])}; both must hold the same class folders"
+            f"data.channels is {channels} but {dataset} has {STATIC_DATASETS[dataset].channels}-channel images; "
+            f"set data.init_args.channels: null (it is for image_folder only)"
         )
-    return train, val
+    if channels not in (1, 3):
+        raise ConfigurationError(
+            f"data.channels is {channels}; set it to 1 (grey), 3 (colour) or null (read from the first training image)"
+        )
+
+
+def _check_auto_augment(dataset: StaticDataset, auto_augment: bool, channels: int | None) -> None:
+    """Raise ConfigurationError when ``auto_augment`` is on for grey images (``channels`` 1; None: not known yet)."""
+    if auto_augment and channels == 1:
+        colour = (
+            ", or data.init_args.channels: 3 to read its grey images as colour" if dataset == "image_folder" else ""
+        )
+        raise ConfigurationError(
+            "data.auto_augment is true but the augmentation policies are for colour images; "
+            f"set data.init_args.auto_augment: false for {dataset}{colour}"
+        )
 
 
 class StaticImageDataModule(SplitDataModule):
-    """Static image classification: embedded digits, MNIST, Fashion-MNIST, CIFAR-10, CIFAR-100 or ImageNet.
+    """Static image classification: embedded digits, MNIST, Fashion-MNIST, CIFAR-10, CIFAR-100, ImageNet or your own images.
 
     Batches are ``(images [B, C, H, W] float32, labels [B] int64)``; the spiking model repeats
     the images over time (direct encoding). Choose ``digits`` to try things in seconds on a CPU
     (no download, 8x8 grey images), MNIST or Fashion-MNIST (28x28 grey, 60,000 training images,
     read from their IDX files) for small SNN baselines such as the PLIF paper's, CIFAR for the
-    papers' main results, ImageNet for scale.
+    papers' main results, ImageNet for scale, ``image_folder`` for your own images sorted into
+    ``root/train/<class>/*`` and ``root/val/<class>/*`` (or ``root/test/``): its classes are the
+    sorted folder names and its channels those of the first training image (1 for grey, 3 for
+    colour; every image is converted to that mode), both read without loading the images.
     Validation holds out ``val_fraction`` of the training set; ``val_fraction: 0`` validates
     on the test split instead, which is what the STAA-SNN and TSER-KD papers report.
     With ``mixup_alpha`` or ``cutmix_alpha`` above 0 (ImageNet recipes of DeiT and FSTA-SNN: 0.8
@@ -135,35 +147,37 @@ class StaticImageDataModule(SplitDataModule):
         augment: bool = True,
         crop_padding: int | None = None,
         auto_augment: bool = False,
+        augment_policy: AugmentPolicy = "autoaugment",
         cutout: int = 0,
         image_size: int = 224,
+        channels: int | None = None,
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
         seed: int = 0,
     ) -> None:
         """
         Args:
-            dataset: which dataset to load; digits is embedded in the package and needs no download.
-            root: folder of the data in torchvision's layout (CIFAR, MNIST/raw, FashionMNIST/raw), or holding the four (Fashion-)MNIST IDX files (e.g. /usr/share/datasets/fashion-mnist); for ImageNet the folder of train/ and val/.
+            dataset: which dataset to load; digits is embedded in the package and needs no download; image_folder reads your own images from root/train/<class>/* and root/val/<class>/*.
+            root: folder of the data in torchvision's layout (CIFAR, MNIST/raw, FashionMNIST/raw), or holding the four (Fashion-)MNIST IDX files (e.g. /usr/share/datasets/fashion-mnist); for ImageNet and image_folder the folder of train/ and val/ (image_folder: or test/), each holding one folder of images per class.
             batch_size: samples per batch (per process under DDP).
             num_workers: dataloader worker processes; 0 loads in the main process; null: 0 for the embedded digits (already in memory), else the CPU cores this process may use, divided by the training processes on the machine, less one, from 1 to 8.
             pin_memory: pin batches in page-locked memory for faster copies to the GPU.
-            download: download CIFAR or (Fashion-)MNIST into root, in torchvision's layout, when files are missing (ImageNet cannot be downloaded).
+            download: download CIFAR or (Fashion-)MNIST into root, in torchvision's layout, when files are missing (ImageNet and image folders cannot be downloaded).
             val_fraction: fraction of the training set held out (stratified, seeded) for validation; 0 validates on the test split.
-            augment: random training augmentation: crop with padding 4 and flip (CIFAR), random resized crop and flip (ImageNet), crop with padding 2 and flip (Fashion-MNIST), 2-pixel shift (MNIST), 1-pixel shift (digits).
-            crop_padding: shift of the random training crop in pixels; null: the dataset's (4 CIFAR, 2 (Fashion-)MNIST, 1 digits); 0: no crop (Fashion-MNIST then only flips). ImageNet ignores it.
-            auto_augment: add AutoAugment to training (CIFAR-10 policy for CIFAR, ImageNet policy for ImageNet; not for the grey datasets).
+            augment: random training augmentation: crop with padding 4 and flip (CIFAR), random resized crop and flip (ImageNet, image_folder), crop with padding 2 and flip (Fashion-MNIST), 2-pixel shift (MNIST), 1-pixel shift (digits).
+            crop_padding: shift of the random training crop in pixels; null: the dataset's (4 CIFAR, 2 (Fashion-)MNIST, 1 digits); 0: no crop (Fashion-MNIST then only flips). ImageNet and image_folder ignore it.
+            auto_augment: add augment_policy to training (colour images only: not for the grey datasets or grey image folders).
+            augment_policy: the policy auto_augment adds, at torchvision's defaults: autoaugment (AutoAugment; CIFAR-10 policy for CIFAR, ImageNet policy for ImageNet and image_folder), randaugment (RandAugment: 2 random operations per image at magnitude 9 of 31) or trivialaugment (TrivialAugmentWide: 1 random operation per image at a random magnitude); ignored when auto_augment is false.
             cutout: side in pixels of the Cutout hole applied to training images; 0 turns Cutout off.
-            image_size: side of the ImageNet crop in pixels; ignored by the other datasets.
+            image_size: side of the ImageNet and image_folder images in pixels (training: random resized crop; evaluation: shorter side resized to image_size / 0.875, centre crop); ignored by the other datasets.
+            channels: image_folder's channels, every image converted to them: 1 (grey, normalised with mean 0.5 and std 0.5) or 3 (colour, ImageNet's mean and std); null: 1 if the first training image is grey, else 3. Only for image_folder.
             mixup_alpha: α of mixup's Beta(α, α) (Zhang et al. 2018) on training batches, which then carry soft targets; 0 turns it off (ImageNet recipes: 0.8).
             cutmix_alpha: α of CutMix's Beta(α, α) (Yun et al. 2019) on training batches; 0 turns it off (ImageNet recipes: 1.0); with mixup too, each batch uses one of the two at random.
             seed: seed of the train/validation split.
         """
         super().__init__()
-        if dataset not in STATIC_DATASETS:
-            raise ConfigurationError(
-                f"data.dataset is {dataset!r}; expected one of {', '.join(get_args(StaticDataset))}"
-            )
+        _check_choice("dataset", dataset, StaticDataset)
+        _check_choice("augment_policy", augment_policy, AugmentPolicy)
         check_split_settings(batch_size, num_workers, val_fraction)
         check_at_least("cutout", cutout, 0)
         if crop_padding is not None:
@@ -175,11 +189,8 @@ class StaticImageDataModule(SplitDataModule):
                     f"data.{name} is {value}; set it >= 0 "
                     "(0 turns it off; ImageNet recipes use 0.8 for mixup, 1.0 for CutMix)"
                 )
-        if auto_augment and STATIC_DATASETS[dataset].channels == 1:
-            raise ConfigurationError(
-                "data.auto_augment is true but AutoAugment's policies are for colour images; "
-                f"set data.init_args.auto_augment: false for {dataset}"
-            )
+        _check_channels(dataset, channels)
+        _check_auto_augment(dataset, auto_augment, channels or STATIC_DATASETS[dataset].channels)
         self.save_hyperparameters()
         self.dataset = dataset
         self.root = root
@@ -191,25 +202,29 @@ class StaticImageDataModule(SplitDataModule):
         self.augment = augment
         self.crop_padding = crop_padding
         self.auto_augment = auto_augment
+        self.augment_policy = augment_policy
         self.cutout = cutout
         self.image_size = image_size
+        self.channels = channels
         self.mixup_alpha = mixup_alpha
         self.cutmix_alpha = cutmix_alpha
         self.seed = seed
 
     @property
     def num_classes(self) -> int:
-        """Number of classes of the chosen dataset (known without reading it)."""
-        return STATIC_DATASETS[self.dataset].num_classes
+        """Number of classes of the chosen dataset (known without reading it; image_folder lists its class folders)."""
+        known = STATIC_DATASETS[self.dataset].num_classes
+        return known if known is not None else len(folder_classes(self._root(), self.dataset))
 
     @property
     def in_channels(self) -> int:
-        """Number of image channels: 1 for digits, MNIST and Fashion-MNIST, 3 for the colour datasets."""
-        return STATIC_DATASETS[self.dataset].channels
+        """Number of image channels: 1 for digits, MNIST and Fashion-MNIST, 3 for the colour datasets; image_folder's ``channels`` or its first image's."""
+        known = self.channels or STATIC_DATASETS[self.dataset].channels
+        return known if known is not None else folder_channels(self._root(), self.dataset)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        """Return ``(channels, height, width)`` of one image: the dataset's side, ImageNet's ``image_size``."""
+        """Return ``(channels, height, width)`` of one image: the dataset's side, or ``image_size`` (ImageNet, image_folder)."""
         side = STATIC_DATASETS[self.dataset].side or self.image_size
         return self.in_channels, side, side
 
@@ -235,15 +250,8 @@ class StaticImageDataModule(SplitDataModule):
             images, labels = load_digits("train" if train else "test")
             return _TensorImages(torch.from_numpy(images), labels), labels
         root = self._root()
-        if self.dataset == "imagenet":
-            train_folder, val_folder = _imagenet_folders(root)
-            path = train_folder if train else val_folder
-            try:
-                folder = ImageFolder(path)
-            except FileNotFoundError as error:
-                raise DatasetNotFoundError(
-                    f"ImageNet folder {path} is incomplete ({error}); every class folder needs at least one image"
-                ) from error
+        if self.dataset in FOLDER_DATASETS:
+            folder = read_split(root, self.dataset, train, self.in_channels)
             return folder, np.asarray(folder.targets, dtype=np.int64)
         if self.dataset in IDX_SOURCES:
             images, labels = read_idx_split(root, self.dataset, train)
@@ -258,8 +266,18 @@ class StaticImageDataModule(SplitDataModule):
 
     def _transform(self, train: bool) -> Callable[[Any], Tensor]:
         """Return the train (augmented) or evaluation (deterministic) image pipeline."""
+        channels = self.in_channels
+        _check_auto_augment(self.dataset, self.auto_augment, channels)
         return image_transform(
-            self.dataset, train, self.augment, self.auto_augment, self.cutout, self.image_size, self.crop_padding
+            self.dataset,
+            train,
+            self.augment,
+            self.auto_augment,
+            self.cutout,
+            self.image_size,
+            self.crop_padding,
+            self.augment_policy,
+            channels,
         )
 
     def _test_split(self) -> Dataset:

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.transforms import v2
 
-from .static_datasets import STATIC_DATASETS, StaticDataset
+from .static_datasets import FOLDER_DATASETS, STATIC_DATASETS, AugmentPolicy, StaticDataset, normalization
 
 __all__ = ["DEFAULT_CROP_PADDING", "Cutout", "cutout", "image_transform"]
 
@@ -65,9 +65,9 @@ def _augmentation(dataset: StaticDataset, image_size: int, crop_padding: int | N
     code's ``get_transforms``) trains Fashion-MNIST without augmentation, so ``augment: false``
     reproduces that setting, and MNIST with a random affine (30 degrees, 15 % shift, scale 0.85-1.11).
     ``crop_padding`` replaces the dataset's shift (``DEFAULT_CROP_PADDING``); 0 leaves the crop out
-    (flips only, where the dataset flips). ImageNet's random resized crop ignores it.
+    (flips only, where the dataset flips). The random resized crop of ImageNet and image folders ignores it.
     """
-    if dataset == "imagenet":
+    if dataset in FOLDER_DATASETS:
         return [v2.RandomResizedCrop(image_size), v2.RandomHorizontalFlip()]
     side = STATIC_DATASETS[dataset].side
     padding = DEFAULT_CROP_PADDING[dataset] if crop_padding is None else crop_padding
@@ -78,6 +78,16 @@ def _augmentation(dataset: StaticDataset, image_size: int, crop_padding: int | N
     return steps
 
 
+def _automatic_augmentation(dataset: StaticDataset, policy: AugmentPolicy) -> nn.Module:
+    """Return torchvision's ``policy`` at its defaults; AutoAugment with the CIFAR-10 policy for CIFAR, else ImageNet's."""
+    if policy == "randaugment":
+        return v2.RandAugment()  # 2 random operations per image at magnitude 9 of 31
+    if policy == "trivialaugment":
+        return v2.TrivialAugmentWide()
+    photographs = dataset in FOLDER_DATASETS
+    return v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET if photographs else v2.AutoAugmentPolicy.CIFAR10)
+
+
 def image_transform(
     dataset: StaticDataset,
     train: bool,
@@ -86,22 +96,25 @@ def image_transform(
     cutout_size: int = 0,
     image_size: int = 224,
     crop_padding: int | None = None,
+    augment_policy: AugmentPolicy = "autoaugment",
+    channels: int = 3,
 ) -> v2.Compose:
     """Return the pipeline from a PIL image or ``[C, H, W]`` tensor to a normalised float32 tensor.
 
-    With ``train=False`` every random step is left out, so evaluation is deterministic;
-    ImageNet is then resized to ``image_size / 0.875`` and centre-cropped to ``image_size``.
-    AutoAugment uses the CIFAR-10 policy for CIFAR and the ImageNet policy for ImageNet.
+    With ``train=False`` every random step is left out, so evaluation is deterministic; ImageNet
+    and image folders are then resized (shorter side) to ``image_size / 0.875`` and centre-cropped
+    to ``image_size``. ``auto_augment`` adds ``augment_policy`` (AutoAugment: the CIFAR-10 policy
+    for CIFAR, the ImageNet policy for ImageNet and image folders; RandAugment; TrivialAugmentWide)
+    after the geometric augmentation. ``channels`` picks an image folder's normalisation.
     """
     steps: list[nn.Module] = [v2.ToImage()]
-    if dataset == "imagenet" and not (train and augment):
+    if dataset in FOLDER_DATASETS and not (train and augment):
         steps += [v2.Resize(round(image_size / 0.875)), v2.CenterCrop(image_size)]
     if train and augment:
         steps += _augmentation(dataset, image_size, crop_padding)
     if train and auto_augment:
-        policy = v2.AutoAugmentPolicy.IMAGENET if dataset == "imagenet" else v2.AutoAugmentPolicy.CIFAR10
-        steps.append(v2.AutoAugment(policy))
-    mean, std = STATIC_DATASETS[dataset].normalization
+        steps.append(_automatic_augmentation(dataset, augment_policy))
+    mean, std = normalization(dataset, channels)
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std), v2.ToPureTensor()]
     if train and cutout_size > 0:
         steps.append(Cutout(cutout_size))
