@@ -5,7 +5,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -286,3 +286,18 @@ def test_counts_and_accuracies_are_summed_over_ddp_ranks(tmp_path):
     assert metrics["test/firing_rate/lif"] == pytest.approx(4 / 32)
     assert metrics["test/sops"] == pytest.approx(6)
     assert metrics["test/acc_t1"] == metrics["test/acc_t2"] == metrics["test/acc"] == pytest.approx(0.5)
+
+
+def test_tensorboard_receives_the_plots_as_images_beside_the_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    run = trainer(tmp_path, [SpikeStats(), PlotCallback(num_neurons=4)], logger=logger, max_epochs=1)
+    run.fit(ConvLIFLinear(), loader(), loader())
+    events = EventAccumulator(logger.log_dir, size_guidance={"images": 0})
+    events.Reload()
+    images = set(events.Tags()["images"])
+    assert {"val/plots/raster", "val/plots/membrane", "val/plots/firing_rates"} <= images, images
+    assert "val/firing_rate" in events.Tags()["scalars"]
+    raster = events.Images("val/plots/raster")[-1]
+    assert raster.width > 100 and raster.height > 100 and raster.encoded_image_string.startswith(b"\x89PNG")

@@ -204,3 +204,29 @@ def test_given_settings_follow_a_config_key_to_its_base_file():
     assert given.explicit["trainer.default_root_dir"] == "logs/kd_resnet19_cifar100"  # the delta's own
     assert given.explicit["model.time_steps"] == "2" and given.command_line == {"model.time_steps": "2"}
     assert "config" not in given.explicit
+
+
+def test_the_sweep_command_parses_with_the_arguments_wandb_appends(capsys, in_tmp_dir):
+    sweep = yaml.safe_load((REPO / "configs" / "sweeps" / "quickstart.yaml").read_text())
+    command = sweep["command"]
+    assert command[:3] == ["${env}", "snn-lightning", "fit"] and command[-1] == "${args}"
+    # One trial as wandb's agent runs it: ${args} becomes one --<parameter>=<value> per swept parameter.
+    trial = {
+        "model.optimizer.init_args.lr": 0.05,
+        "model.optimizer.init_args.weight_decay": 0.005,
+        "model.time_steps": 2,
+    }
+    assert set(trial) == set(sweep["parameters"])
+    fixed = [argument.replace("configs/", f"{REPO / 'configs'}/") for argument in command[2:-1]]
+    code, out, _ = run_main([*fixed, *(f"--{key}={value}" for key, value in trial.items()), "--print_config"], capsys)
+    assert code == 0
+    resolved = yaml.safe_load(out)
+    optimizer = resolved["model"]["init_args"]["optimizer"]["init_args"]
+    assert (optimizer["lr"], optimizer["weight_decay"], resolved["model"]["init_args"]["time_steps"]) == (
+        0.05,
+        0.005,
+        2,
+    )
+    assert resolved["trainer"]["logger"]["class_path"] == "lightning.pytorch.loggers.WandbLogger"
+    assert resolved["trainer"]["logger"]["init_args"]["project"] == "snn-lightning-sweeps"
+    assert resolved["trainer"]["max_epochs"] == 15

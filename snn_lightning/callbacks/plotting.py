@@ -1,4 +1,4 @@
-"""Save the plots of :mod:`snn_lightning.plots` as PNG files during validation and test, and log them to wandb."""
+"""Save the plots of :mod:`snn_lightning.plots` as PNG files during validation and test, and log them to wandb and TensorBoard."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 from matplotlib.figure import Figure
@@ -54,14 +54,15 @@ def record_layer(model: nn.Module, inputs: Tensor, layer: str) -> tuple[Tensor, 
 
 
 class PlotCallback(L.Callback):
-    """Save the SNN's plots as PNG under ``<log_dir>/plots/`` at the end of validation and test; log them to wandb.
+    """Save the SNN's plots as PNG under ``<log_dir>/plots/`` at the end of validation and test; log them to wandb and TensorBoard.
 
     On a few samples of the first batch: a spike raster and the membrane traces of one spiking
     layer, and for event data ``[T, B, P, H, W]`` the input frames. With :class:`SpikeStats` and
     :class:`PerStepAccuracy` in ``trainer.callbacks`` also the firing rate per layer and the
     accuracy vs time steps. Files are named ``val_epoch{E}_<plot>.png`` and ``test_<plot>.png``
     in the logger's folder (``trainer.log_dir``, else ``default_root_dir``); a
-    :class:`WandbLogger` gets them as images under ``{stage}/plots/<plot>``. Runs on rank zero only.
+    :class:`WandbLogger` gets them as images and a :class:`TensorBoardLogger` as figures, under
+    ``{stage}/plots/<plot>``. Runs on rank zero only.
     """
 
     def __init__(
@@ -176,3 +177,5 @@ class PlotCallback(L.Callback):
             for logger in trainer.loggers:
                 if isinstance(logger, WandbLogger):
                     logger.log_image(key=f"{stage}/plots/{name}", images=[str(path)], step=trainer.global_step)
+                elif isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_figure(f"{stage}/plots/{name}", figure, trainer.global_step, close=False)
