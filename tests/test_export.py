@@ -325,3 +325,50 @@ def test_input_shape_comes_from_the_data_module():
     assert input_shape_of(StaticImageDataModule(dataset="digits")) == (1, 8, 8)
     assert input_shape_of(StaticImageDataModule(dataset="imagenet", image_size=160)) == (3, 160, 160)
     assert input_shape_of(EventDataModule(dataset="digits_saccades", frame_size=11)) == (2, 11, 11)
+
+
+def spiking_mini_that_fires() -> SpikingResNet:
+    """Return a random resnet_mini whose BatchNorm statistics make every layer fire (2-11 % at rest)."""
+    torch.manual_seed(0)
+    network = spiking_resnet_mini(num_classes=10, in_channels=1, time_steps=4, width_multiplier=0.5).eval()
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.05, 0.2)
+                module.bias.uniform_(0, 0.5)
+    return network
+
+
+def test_dt_writes_the_time_constants_in_seconds_of_that_step():
+    network = spiking_resnet_mini(num_classes=10, in_channels=1, time_steps=4, neuron=IF())
+    steps, seconds = to_nir(network, (1, 8, 8)), to_nir(network, (1, 8, 8), dt=1e-4)
+    assert seconds.metadata["dt"] == 1e-4 and steps.metadata["dt"] == 1.0
+    for name, node in steps.nodes.items():
+        if isinstance(node, nir.IF):
+            np.testing.assert_allclose(seconds.nodes[name].r, node.r / 1e-4, rtol=1e-6)
+    lif = to_nir(spiking_mini_that_fires(), (1, 8, 8), dt=0.5)
+    assert lif.nodes["stem_2"].tau == pytest.approx(np.full((16, 8, 8), 2.0 * 0.5))
+    with pytest.raises(ConfigurationError, match="dt must be a positive time step in seconds, got 0"):
+        to_nir(network, (1, 8, 8), dt=0)
+
+
+def test_snntorch_imports_the_graph_written_for_its_step_to_the_same_logits():
+    # snnTorch's importer fixes dt = 1e-4 s (beta = 1 - dt/tau); a graph in steps (dt = 1) is read with beta ≈ 1.
+    # Its nir.Flatten becomes torch.nn.Flatten(start_dim=0), which flattens the batch too: batch 1 only (README).
+    from snntorch import import_nir  # a dev dependency, with nirtorch
+    network = spiking_mini_that_fires()
+    images = torch.rand(1, 1, 8, 8)
+    with torch.no_grad():
+        expected = network(images)[:, 0]
+    assert expected.std(0).max() > 0.01, "the layers must fire for the comparison to mean something"
+
+    def snntorch_logits(dt: float) -> torch.Tensor:
+        module, state, steps = import_nir.import_from_nir(to_nir(network, (1, 8, 8), dt=dt)), None, []
+        for _ in range(network.time_steps):
+            logits, state = module(images, state)
+            steps.append(logits.reshape(-1))
+        return torch.stack(steps).detach()
+
+    torch.testing.assert_close(snntorch_logits(1e-4), expected, rtol=1e-5, atol=1e-5)
+    assert (snntorch_logits(1.0) - expected).abs().max() > 0.01

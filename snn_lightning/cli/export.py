@@ -72,6 +72,13 @@ class ExportCLI(SNNLightningCLI):
             help="File to write; null writes <ckpt_path without .ckpt>.nir (or .onnx).",
         )
         parser.add_argument(
+            "--dt",
+            type=float,
+            default=1.0,
+            help="nir: the simulator step in seconds the time constants are written for; 1 counts time in steps "
+            "(SpikingJelly, Norse), 1e-4 suits snnTorch's importer, which fixes its step at 1e-4 s.",
+        )
+        parser.add_argument(
             "--weights_only",
             type=bool,
             default=True,
@@ -139,7 +146,7 @@ def export(args: list[str]) -> Path:
         )
     _load_weights(cli.model, config["ckpt_path"], config["weights_only"])
     input_shape = input_shape_of(cli.datamodule)
-    graph = to_nir(network, input_shape)
+    graph = to_nir(network, input_shape, config["dt"])
     output = _output_path(config, ".nir")
     _write(graph, output)
     neurons = sum(isinstance(node, (nir.LIF, nir.IF)) for node in graph.nodes.values())

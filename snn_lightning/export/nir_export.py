@@ -13,9 +13,10 @@ stages of :class:`~snn_lightning.models.SpikingBasicBlock`, head) and emits one 
 
 Node names are the PyTorch module paths with ``.`` replaced by ``_`` (``stages_1_0_conv1``; the
 BatchNorm folded into a conv takes the conv's name), so that importers can use them as torch
-module names, which cannot contain dots. Time is counted in steps (``dt = 1``, stored in the graph's
-metadata with ``time_steps``): an importer that assumes another ``dt`` (snnTorch's is 1e-4) must be
-told ``dt = 1`` or given every ``tau`` multiplied by its ``dt``. The input is the analog image (or
+module names, which cannot contain dots. Time is counted in steps by default (``dt = 1``, stored in the
+graph's metadata with ``time_steps``); ``to_nir(..., dt=1e-4)`` writes every ``tau`` for a simulator
+step of ``dt`` seconds instead (``tau`` × dt, and an IF's ``r`` / dt), for importers that fix their
+own ``dt``, such as snnTorch's (1e-4 s). The input is the analog image (or
 event frame) fed at every step, as the direct encoder does; the output is the logits of each step,
 and the prediction is the argmax of their mean over the steps.
 
@@ -294,13 +295,17 @@ def _head(graph: _GraphBuilder, fc: nn.Linear, source: _Port) -> _Port:
     return graph.add("fc", nir.Affine(weight=weight, bias=bias), [flat], (fc.out_features,))
 
 
-def to_nir(network: SpikingResNet, input_shape: Sequence[int]) -> nir.NIRGraph:
+def to_nir(network: SpikingResNet, input_shape: Sequence[int], dt: float = 1.0) -> nir.NIRGraph:
     """Return the NIR graph of ``network`` (BatchNorm folded, running statistics) for one step of input ``(C, H, W)``.
 
     Args:
         network: a trained spiking ResNet (``model.network`` of an ``SNNClassifier``); it is not changed.
         input_shape: ``(channels, height, width)`` of one input image or event frame, without batch or time.
+        dt: the simulator step in seconds the time constants are written for: 1 (time in steps; SpikingJelly's
+            and Norse's importers take it as given) or the importer's fixed step (1e-4 for snnTorch).
     """
+    if not dt > 0:
+        raise ConfigurationError(f"dt must be a positive time step in seconds, got {dt}; 1 counts time in steps")
     if not isinstance(network, SpikingResNet):
         raise ConfigurationError(f"to_nir exports a SpikingResNet, got {type(network).__name__}; {SUPPORTED}")
     shape = tuple(int(size) for size in input_shape)
@@ -317,9 +322,14 @@ def to_nir(network: SpikingResNet, input_shape: Sequence[int]) -> nir.NIRGraph:
             source = _block(graph, block, f"stages.{stage_index}.{block_index}", source)
     source = _head(graph, network.fc, source)
     graph.add("output", nir.Output(output_type=np.array(source.shape)), [source], source.shape)
+    for node in graph.nodes.values():  # one Euler step of dt seconds is one network step
+        if isinstance(node, nir.LIF):
+            node.tau = node.tau * np.float32(dt)
+        elif isinstance(node, nir.IF):
+            node.r = node.r / np.float32(dt)
     metadata = {
         "producer": "snn_lightning",
-        "dt": 1.0,
+        "dt": dt,
         "time_steps": network.time_steps,
         "input": "the same analog image (or event frame) at every step",
         "readout": "output holds the logits of each step; the prediction is the argmax of their mean over the steps",
