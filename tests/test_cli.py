@@ -230,3 +230,16 @@ def test_the_sweep_command_parses_with_the_arguments_wandb_appends(capsys, in_tm
     assert resolved["trainer"]["logger"]["class_path"] == "lightning.pytorch.loggers.WandbLogger"
     assert resolved["trainer"]["logger"]["init_args"]["project"] == "snn-lightning-sweeps"
     assert resolved["trainer"]["max_epochs"] == 15
+
+
+def test_a_config_names_classes_of_modules_in_the_working_folder(capsys, in_tmp_dir, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))  # main() appends the working folder; undone after the test
+    (in_tmp_dir / "mylab").mkdir()
+    (in_tmp_dir / "mylab" / "__init__.py").write_text("")
+    (in_tmp_dir / "mylab" / "optim.py").write_text("import torch\n\n\nclass MySGD(torch.optim.SGD):\n    pass\n")
+    code, out, err = run_main(
+        ["fit", "--config", QUICKSTART, "--model.optimizer", "mylab.optim.MySGD", "--print_config"], capsys
+    )
+    assert code == 0, err
+    assert yaml.safe_load(out)["model"]["init_args"]["optimizer"]["class_path"] == "mylab.optim.MySGD"
+    assert sys.path[-1] == str(in_tmp_dir), "the working folder goes last: installed packages win"

@@ -20,7 +20,7 @@ from snn_lightning.callbacks.run_summary import BestMetricSummary
 from snn_lightning.callbacks.save_config import LoggerSaveConfigCallback
 from snn_lightning.callbacks.sigterm import SynchronizedSigterm
 from snn_lightning.callbacks.slurm_requeue import SlurmRequeue
-from snn_lightning.callbacks.spike_stats import SpikeStats, firing_rates, spiking_layers
+from snn_lightning.callbacks.spike_stats import SpikeStats, firing_rates, spiking_layers, spiking_module_types
 
 __all__ = [
     "BestMetricSummary",
@@ -47,4 +47,5 @@ __all__ = [
     "record_layer",
     "running_mean_logits",
     "spiking_layers",
+    "spiking_module_types",
 ]

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from snn_lightning import plots
 from snn_lightning.callbacks.per_step_accuracy import PerStepAccuracy
-from snn_lightning.callbacks.spike_stats import SpikeStats, spiking_layers
+from snn_lightning.callbacks.spike_stats import SpikeStats, no_spiking_layer, spiking_layers, spiking_module_types
 from snn_lightning.errors import ConfigurationError
 from snn_lightning.layers import first_samples, is_time_major
 from snn_lightning.models.complexity import probing
@@ -25,7 +25,9 @@ __all__ = ["PlotCallback", "record_layer"]
 
 
 @torch.no_grad()
-def record_layer(model: nn.Module, inputs: Tensor, layer: str) -> tuple[Tensor, Tensor]:
+def record_layer(
+    model: nn.Module, inputs: Tensor, layer: str, spiking_types: tuple[type[nn.Module], ...] = (SpikingNeuron,)
+) -> tuple[Tensor, Tensor]:
     """Return the input currents and output spikes ``[T, B, ...]`` of the module named ``layer`` for ``inputs``.
 
     Runs ``model(inputs)`` once in evaluation mode without gradients; the modules' training
@@ -35,10 +37,11 @@ def record_layer(model: nn.Module, inputs: Tensor, layer: str) -> tuple[Tensor, 
         model: the network or LightningModule; ``layer`` is a name from its ``named_modules()``.
         inputs: a batch as the model takes it (images ``[B, C, H, W]`` or frames ``[T, B, C, H, W]``).
         layer: module path of the layer (``network.stem.2``).
+        spiking_types: the spiking module classes whose layers a missing ``layer`` error lists (:func:`spiking_module_types`).
     """
     module = dict(model.named_modules()).get(layer)
     if module is None:
-        names = list(spiking_layers(model))
+        names = list(spiking_layers(model, spiking_types))
         raise ConfigurationError(
             f"no module named {layer!r} in {type(model).__name__}; spiking layers are {names[:8]}"
             f"{' …' if len(names) > 8 else ''}"
@@ -56,24 +59,30 @@ def record_layer(model: nn.Module, inputs: Tensor, layer: str) -> tuple[Tensor, 
 class PlotCallback(L.Callback):
     """Save the SNN's plots as PNG under ``<log_dir>/plots/`` at the end of validation and test; log them to wandb and TensorBoard.
 
-    On a few samples of the first batch: a spike raster and the membrane traces of one spiking
-    layer, and for event data ``[T, B, P, H, W]`` the input frames. With :class:`SpikeStats` and
-    :class:`PerStepAccuracy` in ``trainer.callbacks`` also the firing rate per layer and the
-    accuracy vs time steps. Files are named ``val_epoch{E}_<plot>.png`` and ``test_<plot>.png``
+    On a few samples of the first batch: a spike raster and (for the package's LIF, PLIF and IF)
+    the membrane traces of one spiking layer, and for event data ``[T, B, P, H, W]`` the input
+    frames. With :class:`SpikeStats` and :class:`PerStepAccuracy` in ``trainer.callbacks`` also the
+    firing rate per layer and the accuracy vs time steps. Files are named ``val_epoch{E}_<plot>.png`` and ``test_<plot>.png``
     in the logger's folder (``trainer.log_dir``, else ``default_root_dir``); a
     :class:`WandbLogger` gets them as images and a :class:`TensorBoardLogger` as figures, under
     ``{stage}/plots/<plot>``. Runs on rank zero only.
     """
 
     def __init__(
-        self, every_n_epochs: int = 1, num_samples: int = 2, num_neurons: int = 32, layer: str | None = None
+        self,
+        every_n_epochs: int = 1,
+        num_samples: int = 2,
+        num_neurons: int = 32,
+        layer: str | None = None,
+        spiking_modules: list[str] | None = None,
     ) -> None:
         """
         Args:
             every_n_epochs: plot at the end of every n-th validation epoch of fit (and always at the last epoch, validate and test).
             num_samples: samples of the first batch shown in the raster and (one of them) the event frames.
             num_neurons: neurons shown in the raster (those that fire most).
-            layer: module path of the spiking layer shown (e.g. ``network.stem.2``); null takes the first layer whose neuron is LIF, PLIF or IF.
+            layer: module path of the spiking layer shown (e.g. ``network.stem.2``); null takes the first layer whose neuron is LIF, PLIF or IF, else the first spiking layer.
+            spiking_modules: class paths of further module types whose output is spikes ``[T, B, ...]`` (e.g. ``[spikingjelly.activation_based.neuron.LIFNode]``), shown in the raster; the package's neurons are always included.
         """
         if every_n_epochs < 1 or num_samples < 1 or num_neurons < 1:
             raise ConfigurationError(
@@ -84,6 +93,7 @@ class PlotCallback(L.Callback):
         self.num_samples = num_samples
         self.num_neurons = num_neurons
         self.layer = layer
+        self.spiking_types = spiking_module_types(spiking_modules)
         self.saved: list[Path] = []
         self._inputs: Tensor | None = None
         self._warned = False
@@ -132,26 +142,24 @@ class PlotCallback(L.Callback):
         """Return the layer to show: the configured one, else the first whose membrane can be re-run."""
         if self.layer is not None:
             return self.layer
-        layers = spiking_layers(pl_module)
+        layers = spiking_layers(pl_module, self.spiking_types)
         if not layers:
-            raise ConfigurationError(
-                f"PlotCallback found no SpikingNeuron in {type(pl_module).__name__}; use it with a spiking model"
-            )
+            raise no_spiking_layer("PlotCallback", pl_module)
         plain = [name for name, neuron in layers.items() if type(neuron).forward is SpikingNeuron.forward]
         return plain[0] if plain else next(iter(layers))
 
     def figures(self, pl_module: L.LightningModule, inputs: Tensor, callbacks: list[L.Callback]) -> dict[str, Figure]:
         """Return the plots for ``inputs`` (a few samples of a batch), by name."""
         layer = self._layer_name(pl_module)
-        currents, spikes = record_layer(pl_module, inputs, layer)
+        currents, spikes = record_layer(pl_module, inputs, layer, self.spiking_types)
         figures = {"raster": plots.spike_raster(spikes, self.num_samples, self.num_neurons, layer)}
         neuron = dict(pl_module.named_modules())[layer]
         if type(neuron).forward is SpikingNeuron.forward:
             figures["membrane"] = plots.membrane_traces(neuron, currents, layer=layer)
         elif not self._warned:
             rank_zero_warn(
-                f"PlotCallback skips the membrane plot: {layer} is of type {type(neuron).__name__}, whose equations "
-                f"differ from LIF/PLIF/IF; set layer to a LIF, PLIF or IF layer to see it"
+                f"PlotCallback skips the membrane plot: {layer} is of type {type(neuron).__name__}, and only the "
+                f"package's LIF, PLIF and IF equations can be re-run; set layer to a LIF, PLIF or IF layer to see it"
             )
             self._warned = True
         for callback in callbacks:

@@ -2,11 +2,13 @@
 
 The firing rate of a layer is the fraction of ones in its output spikes ``[T, B, ...]`` over the
 time steps, neurons and samples of a whole validation (or test) epoch. Forward hooks on the
-neurons exist only during those epochs: training runs without them.
+neurons exist only during those epochs: training runs without them. Spiking layers are the
+package's neurons and any module type a user names by class path (SpikingJelly's ``LIFNode``).
 """
 
 from __future__ import annotations
 
+import pkgutil
 from collections.abc import Callable, Iterable, Mapping
 
 import lightning as L
@@ -15,17 +17,55 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.strategies import Strategy
 from torch import Tensor, nn
 
+from snn_lightning.errors import ConfigurationError
 from snn_lightning.neurons import SpikingNeuron
 
-__all__ = ["LayerCounts", "SpikeStats", "firing_rates", "log_reduced", "spiking_layers"]
+__all__ = ["LayerCounts", "SpikeStats", "firing_rates", "log_reduced", "spiking_layers", "spiking_module_types"]
 
 # Returns the counts to add for one call of a hooked module, from its input (pre-hook) or output.
 CountFn = Callable[[nn.Module, Tensor], Tensor]
 
 
-def spiking_layers(module: nn.Module) -> dict[str, SpikingNeuron]:
-    """Return every :class:`SpikingNeuron` inside ``module`` by its module path (``network.stem.2``)."""
-    return {name: layer for name, layer in module.named_modules() if isinstance(layer, SpikingNeuron)}
+def spiking_module_types(class_paths: list[str] | None = None) -> tuple[type[nn.Module], ...]:
+    """Return :class:`SpikingNeuron` and the module classes ``class_paths`` name, imported.
+
+    Args:
+        class_paths: import paths of ``nn.Module`` classes whose output is spikes (``spikingjelly.activation_based.neuron.LIFNode``).
+    """
+    types: list[type[nn.Module]] = [SpikingNeuron]
+    for path in class_paths or []:
+        try:
+            found = pkgutil.resolve_name(path)
+        except (ImportError, AttributeError, ValueError) as error:
+            raise ConfigurationError(
+                f"spiking_modules names {path!r}, which does not import ({error}); give the full class path of an "
+                f"installed module class, e.g. spikingjelly.activation_based.neuron.LIFNode"
+            ) from error
+        if not (isinstance(found, type) and issubclass(found, nn.Module)):
+            raise ConfigurationError(
+                f"spiking_modules names {path!r}, which is no torch.nn.Module class; name the class of your neuron"
+            )
+        types.append(found)
+    return tuple(types)
+
+
+def spiking_layers(module: nn.Module, types: tuple[type[nn.Module], ...] = (SpikingNeuron,)) -> dict[str, nn.Module]:
+    """Return every spiking layer (instance of ``types``) inside ``module`` by its module path (``network.stem.2``).
+
+    Args:
+        module: the network or LightningModule searched.
+        types: the spiking module classes, from :func:`spiking_module_types`; the package's neurons by default.
+    """
+    return {name: layer for name, layer in module.named_modules() if isinstance(layer, types)}
+
+
+def no_spiking_layer(owner: str, pl_module: nn.Module) -> ConfigurationError:
+    """Return the error of callback ``owner`` that found no spiking layer in ``pl_module``."""
+    return ConfigurationError(
+        f"{owner} found no spiking layer in {type(pl_module).__name__}; name your neuron's class in "
+        f"{owner}'s spiking_modules (e.g. [spikingjelly.activation_based.neuron.LIFNode]), or remove {owner} "
+        f"from trainer.callbacks for a model without spikes"
+    )
 
 
 class LayerCounts:
@@ -94,24 +134,26 @@ class SpikeStats(L.Callback):
     """Log the firing rate of every spiking layer on validation and test: ``{stage}/firing_rate/<layer>`` and the mean.
 
     ``<layer>`` is the neuron's module path in the LightningModule (``network.stages.0.0.neuron1``);
-    ``{stage}/firing_rate`` is the mean over layers. Forward hooks on every :class:`SpikingNeuron`
-    are registered at the start of a validation/test epoch and removed at its end, so training runs
-    without them; the counts stay on the device and are summed over DDP ranks before logging. The
-    last table is kept in :attr:`table` (for plots) and, with a :class:`WandbLogger`, logged as a
+    ``{stage}/firing_rate`` is the mean over layers. Forward hooks on every spiking layer
+    (:class:`SpikingNeuron` and the ``spiking_modules`` classes) are registered at the start of a
+    validation/test epoch and removed at its end, so training runs without them; the counts stay
+    on the device and are summed over DDP ranks before logging. The last table is kept in :attr:`table` (for plots) and, with a :class:`WandbLogger`, logged as a
     ``wandb.Table`` under ``{stage}/firing_rate_table``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, spiking_modules: list[str] | None = None) -> None:
+        """
+        Args:
+            spiking_modules: class paths of further module types whose output is spikes ``[T, B, ...]`` (e.g. ``[spikingjelly.activation_based.neuron.LIFNode]``); the package's neurons are always included.
+        """
+        self.spiking_types = spiking_module_types(spiking_modules)
         self.table: dict[str, float] = {}
         self._counts = LayerCounts(width=2)
 
     def _start(self, pl_module: L.LightningModule) -> None:
-        layers = spiking_layers(pl_module)
+        layers = spiking_layers(pl_module, self.spiking_types)
         if not layers:
-            raise ValueError(
-                f"SpikeStats found no SpikingNeuron in {type(pl_module).__name__}; use it with a spiking model "
-                f"(SNNClassifier) or remove it from trainer.callbacks"
-            )
+            raise no_spiking_layer("SpikeStats", pl_module)
         self._counts.attach(layers, _spike_count, pl_module.device)
 
     def _end(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

@@ -13,6 +13,7 @@ folder that is a file, wandb without network, a loss that turns NaN, memory run 
 
 from __future__ import annotations
 
+import os
 import sys
 
 from snn_lightning.cli.lightning_cli import SNNLightningCLI
@@ -33,6 +34,7 @@ def main(args: list[str] | None = None) -> None:
         args: the command-line arguments; None reads ``sys.argv``.
     """
     argv = with_shipped_configs(sys.argv[1:] if args is None else args)
+    _import_from_working_folder()
     quiet_library_output()
     try:
         if argv[:1] == ["export"]:
@@ -49,3 +51,13 @@ def main(args: list[str] | None = None) -> None:
             raise
         print(f"error: {found}", file=sys.stderr)
         sys.exit(2)
+
+
+def _import_from_working_folder() -> None:
+    """Let a config name classes of modules in the working folder (``examples.custom_model.MyNet``), as ``python -m`` does.
+
+    The folder goes last on the import path, so an installed package wins over a folder of the same name.
+    """
+    folder = os.getcwd()
+    if folder not in sys.path:
+        sys.path.append(folder)
