@@ -6,6 +6,7 @@ import gzip
 import pickle
 from pathlib import Path
 
+import h5py
 import lightning as L
 import numpy as np
 import pytest
@@ -204,3 +205,34 @@ def write_nmnist(root: Path, counts: dict[str, int], seed: int = 0) -> dict[str,
             files.append((str(path), events))
         written[part] = [events for _, events in sorted(files, key=lambda item: item[0])]
     return written
+
+
+# --- audio spikes: SHD and SSC HDF5 files -------------------------------------------------------------
+
+Spikes = tuple[np.ndarray, np.ndarray]  # one recording: times in s, channels
+
+
+def write_audio_spikes(path: Path, recordings: list[Spikes], labels: list[int]) -> None:
+    """Write recordings in SHD's and SSC's HDF5 layout: ragged float16 spikes/times (s) and uint16 spikes/units, labels, extra/."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as file:
+        times = file.create_dataset("spikes/times", (len(recordings),), dtype=h5py.vlen_dtype(np.float16))
+        units = file.create_dataset("spikes/units", (len(recordings),), dtype=h5py.vlen_dtype(np.uint16))
+        for index, (spike_times, channels) in enumerate(recordings):
+            times[index] = np.asarray(spike_times, dtype=np.float16)
+            units[index] = np.asarray(channels, dtype=np.uint16)
+        file["labels"] = np.asarray(labels, dtype=np.uint16)
+        file["extra/keys"] = np.array([f"word-{label}".encode() for label in range(max(labels) + 1)])
+        file["extra/speaker"] = np.arange(len(labels), dtype=np.uint16) % 3
+
+
+def write_heidelberg(root: Path, dataset: str, classes: int, per_class: dict[str, int], seed: int = 0) -> None:
+    """Write ``per_class[part]`` random recordings of each class (labels 0, 1, ..., 0, 1, ...) to root/SHD/shd_<part>.h5 or SSC's."""
+    rng = np.random.default_rng(seed)
+    for part, count in per_class.items():
+        recordings = []
+        for _ in range(count * classes):
+            spikes = int(rng.integers(20, 60))
+            recordings.append((np.sort(rng.uniform(0, 1, spikes)), rng.integers(0, 700, spikes)))
+        labels = [index % classes for index in range(count * classes)]
+        write_audio_spikes(root / dataset.upper() / f"{dataset}_{part}.h5", recordings, labels)

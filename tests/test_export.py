@@ -357,6 +357,7 @@ def test_snntorch_imports_the_graph_written_for_its_step_to_the_same_logits():
     # snnTorch's importer fixes dt = 1e-4 s (beta = 1 - dt/tau); a graph in steps (dt = 1) is read with beta ≈ 1.
     # Its nir.Flatten becomes torch.nn.Flatten(start_dim=0), which flattens the batch too: batch 1 only (README).
     from snntorch import import_nir  # a dev dependency, with nirtorch
+
     network = spiking_mini_that_fires()
     images = torch.rand(1, 1, 8, 8)
     with torch.no_grad():

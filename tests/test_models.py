@@ -50,7 +50,7 @@ def neurons(model: nn.Module) -> list[SpikingNeuron]:
 def test_architecture_names() -> None:
     assert set(SPIKING_ARCHITECTURES) == {
         *("resnet_mini", "resnet19", "resnet20", "resnet18", "resnet34"),
-        *("convnet2", "plif_net", "vgg_small"),
+        *("convnet2", "plif_net", "vgg_small", "shd_mlp"),
     }
     assert set(ANN_ARCHITECTURES) == {"resnet18", "resnet34"}
 

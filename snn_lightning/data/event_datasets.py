@@ -1,8 +1,8 @@
-"""The event-camera datasets: what the data module knows of each, tonic readers of their extracted copies, and their recordings.
+"""The event datasets: what the data module knows of each, tonic readers of their extracted copies, and their recordings.
 
-tonic's dataset classes read CIFAR10-DVS, DVS128 Gesture, N-MNIST and N-Caltech101; subclasses
-here read any extracted copy on disk and never download by themselves. The saccade digits are
-generated in memory (:class:`SaccadeDigits`).
+tonic's dataset classes read CIFAR10-DVS, DVS128 Gesture, N-MNIST, N-Caltech101 and the audio spikes
+of SHD and SSC; their subclasses in ``tonic_readers`` read any extracted copy on disk and never
+download by themselves. The saccade digits are generated in memory (:class:`SaccadeDigits`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,18 @@ import tonic.datasets
 from tonic.download_utils import extract_archive
 from torch.utils.data import Dataset
 
-from ..errors import ConfigurationError, DatasetNotFoundError, SNNLightningError
+from ..errors import ConfigurationError, DatasetNotFoundError
 from .saccade_digits import SaccadeDigits
+from .tonic_readers import (
+    CIFAR10DVSOnDisk,
+    CorruptRecordingError,
+    DVSGestureOnDisk,
+    NCALTECH101OnDisk,
+    NMNISTOnDisk,
+    NotOnDisk,
+    SHDOnDisk,
+    SSCOnDisk,
+)
 
 __all__ = [
     "DATASETS",
@@ -31,66 +41,11 @@ __all__ = [
     "open_recordings",
 ]
 
-EventDataset = Literal["digits_saccades", "nmnist", "dvsgesture", "cifar10dvs", "ncaltech101"]
+EventDataset = Literal["digits_saccades", "nmnist", "dvsgesture", "cifar10dvs", "ncaltech101", "shd", "ssc"]
 
 _BIN_EVENT_BYTES = 5  # N-MNIST / N-Caltech101 .bin files: 40 bits per event
 # Bytes hashed at each end of a recording for the cache key: whole files up to twice this.
 _FINGERPRINT_BLOCK = 64 * 1024
-
-
-class CorruptRecordingError(SNNLightningError, OSError):
-    """An event file or cached frame file cannot be read; the message names the file."""
-
-
-class _NotOnDisk(Exception):
-    """Raised instead of a download by the on-disk tonic datasets below; carries the folder searched."""
-
-    def __init__(self, folder: Path) -> None:
-        super().__init__(str(folder))
-        self.folder = folder
-
-
-def _has_recordings(self: tonic.dataset.Dataset) -> bool:
-    """Return True when the dataset folder holds at least one recording file."""
-    return next(Path(self.location_on_system, self.folder_name).rglob(f"*{self.suffix}"), None) is not None
-
-
-def _refuse_download(self: tonic.dataset.Dataset) -> None:
-    """Raise :class:`_NotOnDisk` where tonic would download."""
-    raise _NotOnDisk(Path(self.location_on_system, self.folder_name))
-
-
-def _reads_extracted_copy(cls: type) -> type:
-    """Make a tonic dataset subclass index any extracted copy on disk and never download.
-
-    tonic's own check also wants the downloaded archives and the full file count, and downloads
-    again when they are missing. The subclass keeps its tonic name, which tonic uses as the folder
-    name under ``root``.
-    """
-    cls.__name__ = cls.__mro__[1].__name__
-    cls._check_exists = _has_recordings
-    cls.download = _refuse_download
-    return cls
-
-
-@_reads_extracted_copy
-class _NMNIST(tonic.datasets.NMNIST):
-    suffix = ".bin"
-
-
-@_reads_extracted_copy
-class _DVSGesture(tonic.datasets.DVSGesture):
-    suffix = ".npy"
-
-
-@_reads_extracted_copy
-class _CIFAR10DVS(tonic.datasets.CIFAR10DVS):
-    suffix = ".aedat4"
-
-
-@_reads_extracted_copy
-class _NCALTECH101(tonic.datasets.NCALTECH101):
-    suffix = ".bin"
 
 
 @dataclass(frozen=True)
@@ -115,7 +70,7 @@ DATASETS: dict[EventDataset, _DatasetInfo] = {
         10,
         tonic.datasets.NMNIST.sensor_size,
         ("train", "test"),
-        _NMNIST,
+        NMNISTOnDisk,
         tonic.datasets.NMNIST,
         "NMNIST/Train/<digit>/*.bin and NMNIST/Test/<digit>/*.bin",
         "https://www.garrickorchard.com/datasets/n-mnist (Train.zip, Test.zip)",
@@ -125,7 +80,7 @@ DATASETS: dict[EventDataset, _DatasetInfo] = {
         11,
         tonic.datasets.DVSGesture.sensor_size,
         ("train", "test"),
-        _DVSGesture,
+        DVSGestureOnDisk,
         tonic.datasets.DVSGesture,
         "DVSGesture/ibmGestureTrain/<user>_<lighting>/<label>.npy and DVSGesture/ibmGestureTest/...",
         f"tonic's preprocessed copy, {tonic.datasets.DVSGesture.train_url} and {tonic.datasets.DVSGesture.test_url} "
@@ -136,7 +91,7 @@ DATASETS: dict[EventDataset, _DatasetInfo] = {
         10,
         tonic.datasets.CIFAR10DVS.sensor_size,
         ("all",),
-        _CIFAR10DVS,
+        CIFAR10DVSOnDisk,
         tonic.datasets.CIFAR10DVS,
         "CIFAR10DVS/<class>/*.aedat4",
         f"{tonic.datasets.CIFAR10DVS.url} (tonic's .aedat4 copy)",
@@ -147,11 +102,31 @@ DATASETS: dict[EventDataset, _DatasetInfo] = {
         101,
         (240, 180, 2),
         ("all",),
-        _NCALTECH101,
+        NCALTECH101OnDisk,
         tonic.datasets.NCALTECH101,
         "NCALTECH101/Caltech101/<class>/*.bin",
         "https://www.garrickorchard.com/datasets/n-caltech101",
         ("Caltech101.zip",),
+    ),
+    "shd": _DatasetInfo(
+        "SHD",
+        20,
+        SHDOnDisk.sensor_size,
+        ("train", "test"),
+        SHDOnDisk,
+        tonic.datasets.SHD,
+        "SHD/shd_train.h5 and SHD/shd_test.h5",
+        f"{tonic.datasets.SHD.base_url} ({tonic.datasets.SHD.train_zip}, {tonic.datasets.SHD.test_zip})",
+    ),
+    "ssc": _DatasetInfo(
+        "SSC",
+        35,
+        SSCOnDisk.sensor_size,
+        ("train", "test"),
+        SSCOnDisk,
+        tonic.datasets.SSC,
+        "SSC/ssc_train.h5 and SSC/ssc_test.h5",
+        f"{tonic.datasets.SSC.base_url} ({tonic.datasets.SSC.train_zip}, {tonic.datasets.SSC.test_zip})",
     ),
 }
 
@@ -176,9 +151,11 @@ def _file_fingerprint(path: str, block: int = _FINGERPRINT_BLOCK) -> str:
     return f"{size} {digest.hexdigest()}"
 
 
-def _part_arguments(part: str) -> dict[str, Any]:
-    """Return the tonic constructor arguments selecting ``part``."""
-    return {} if part == "all" else {"train": part == "train"}
+def _part_arguments(dataset: EventDataset, part: str) -> dict[str, Any]:
+    """Return the tonic constructor arguments selecting ``part``: SSC's split, the others' train flag."""
+    if part == "all":
+        return {}
+    return {"split": part} if dataset == "ssc" else {"train": part == "train"}
 
 
 class EventRecordings(Dataset):
@@ -231,7 +208,7 @@ class EventRecordings(Dataset):
         """Return one line per file: its path under the dataset folder and its fingerprint."""
         root = self.source.location_on_system
         lines = []
-        for path in self.files:
+        for path in dict.fromkeys(self.files):  # once per file: SHD's and SSC's hold every recording
             try:
                 lines.append(f"{os.path.relpath(path, root)} {_file_fingerprint(path)}")
             except OSError as error:
@@ -303,10 +280,10 @@ def open_recordings(dataset: EventDataset, part: str, root: Path | None) -> Even
         source = SaccadeDigits(train=part == "train")
     else:
         try:
-            source = info.reader(str(root), **_part_arguments(part))
-        except _NotOnDisk as missing:
+            source = info.reader(str(root), **_part_arguments(dataset, part))
+        except NotOnDisk as missing:
             raise DatasetNotFoundError(
-                f"{info.title} not found: {missing.folder} holds no *{info.reader.suffix} recordings; "
+                f"{info.title} not found: {missing}; "
                 f"set data.init_args.download: true, or get it from {info.source} and extract it so that "
                 f"{root} holds {info.layout}"
             ) from None
@@ -321,7 +298,7 @@ def download_recordings(dataset: EventDataset, part: str, root: Path) -> None:
     # from ever looking like a dataset.
     with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as scratch:
         try:
-            info.downloader(scratch, **_part_arguments(part))
+            info.downloader(scratch, **_part_arguments(dataset, part))
         except (OSError, RuntimeError) as error:
             raise DatasetNotFoundError(
                 f"could not download {info.title} into {root} ({error}); get it from {info.source} "

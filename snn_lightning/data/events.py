@@ -1,4 +1,4 @@
-"""Event-camera classification through tonic: CIFAR10-DVS, DVS128 Gesture, N-MNIST, N-Caltech101, saccade digits.
+"""Event classification through tonic: CIFAR10-DVS, DVS128 Gesture, N-MNIST, N-Caltech101, saccade digits; SHD and SSC audio spikes.
 
 Recordings are read with tonic's dataset classes (``event_datasets``), turned into event-count
 frames with tonic's transforms (``event_transforms.EventsToFrames``), cached on disk with tonic's
@@ -26,11 +26,14 @@ __all__ = ["EventDataModule"]
 
 
 class EventDataModule(SplitDataModule):
-    """Event-camera classification: saccade digits (embedded), N-MNIST, DVS128 Gesture, CIFAR10-DVS, N-Caltech101.
+    """Event classification: saccade digits (embedded), N-MNIST, DVS128 Gesture, CIFAR10-DVS, N-Caltech101; SHD and SSC audio.
 
     Batches are ``(frames [T, B, 2, H, W] float32, labels [B] int64)``: per time step, the count
-    of ON and OFF events at each pixel. ``digits_saccades`` needs no download (the embedded digits
-    moved along N-MNIST's saccades in front of a simulated sensor); the others are read by tonic
+    of ON and OFF events at each pixel. The audio datasets SHD (20 spoken digits) and SSC (35 speech
+    commands) give ``[T, B, 700, 1, 1]``: the spikes of each of the 700 cochlea channels, as the
+    channels of a 1×1 frame, the input of spiking FC layers (``arch: shd_mlp``); the image
+    augmentations leave such frames as they are. ``digits_saccades`` needs no download (the
+    embedded digits moved along N-MNIST's saccades in front of a simulated sensor); the others are read by tonic
     from ``root``. Frames are cached under ``cache_dir`` in a folder named after every setting
     that changes them; the first run builds the cache with a progress bar. CIFAR10-DVS and
     N-Caltech101 ship without a train/test split: ``split`` chooses the rule and the run logs it.
@@ -70,13 +73,13 @@ class EventDataModule(SplitDataModule):
     ) -> None:
         """
         Args:
-            dataset: which event dataset to load; digits_saccades is generated from the embedded digits and needs no download.
-            root: folder tonic reads the dataset from (e.g. root/NMNIST/Train) and downloads it into.
+            dataset: which event dataset to load; digits_saccades is generated from the embedded digits and needs no download; shd and ssc are audio spikes, frames of 700 channels.
+            root: folder tonic reads the dataset from (e.g. root/NMNIST/Train, root/SHD/shd_train.h5) and downloads it into.
             download: download the dataset into root with tonic when it is missing.
             frames: frames each recording is binned into; null: the time_steps of the model the trainer runs (what it is trained and evaluated with).
             binning: n_event_bins gives every frame the same number of events (most SNN papers); n_time_bins the same duration.
             frame_size: side in pixels of the square frames, made by scaling event coordinates (64 for CIFAR10-DVS in the papers); null keeps the sensor's size.
-            denoise_filter_time: tonic Denoise filter time in microseconds (drops events with no neighbour that recent); 0 turns it off.
+            denoise_filter_time: tonic Denoise filter time in microseconds (drops events with no neighbouring pixel's event that recent); 0 turns it off; not for shd and ssc, which have no pixels.
             split: official, first_90, random_90 or first_100_test; null means official where the dataset has one, else first_90.
             val_fraction: fraction of the training recordings held out (stratified, seeded) for validation; 0 validates on the test split.
             seed: seed of the random_90 split and of the validation hold-out.
@@ -95,6 +98,11 @@ class EventDataModule(SplitDataModule):
         check_split_settings(batch_size, num_workers, val_fraction)
         if denoise_filter_time < 0:
             raise ConfigurationError(f"data.denoise_filter_time is {denoise_filter_time}; set it >= 0 (0 turns it off)")
+        if denoise_filter_time > 0 and info.sensor_size[:2] == (1, 1):
+            raise ConfigurationError(
+                f"data.denoise_filter_time drops events without a neighbouring pixel's, and {info.title}'s "
+                f"frames are one pixel, which would drop them all; set it to 0"
+            )
         if binning not in get_args(Binning):
             raise ConfigurationError(f"data.binning is {binning!r}; expected n_event_bins or n_time_bins")
         if frame_size is not None and not 1 <= frame_size <= min(info.sensor_size[:2]):
@@ -146,7 +154,7 @@ class EventDataModule(SplitDataModule):
 
     @property
     def in_channels(self) -> int:
-        """Number of frame channels: 2, the ON and OFF polarities."""
+        """Number of frame channels: 2, the ON and OFF polarities; 700 for SHD and SSC, one per cochlea channel."""
         return DATASETS[self.dataset].sensor_size[2]
 
     @property

@@ -1,4 +1,4 @@
-"""Every spiking network by name: the ResNets (CIFAR, ImageNet, DVS) and the plain CNNs for small images."""
+"""Every spiking network by name: the ResNets (CIFAR, ImageNet, DVS), the plain CNNs for small images and the FC network for audio spikes."""
 
 from __future__ import annotations
 

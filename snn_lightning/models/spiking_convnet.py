@@ -1,4 +1,4 @@
-"""Plain spiking CNNs for small images (28×28, 32×32): conv-BN-neuron layers with pooling, spiking FC layers, a linear readout.
+"""Plain spiking CNNs for small images (28×28, 32×32): conv-BN-neuron layers with pooling, spiking FC layers, a linear readout; an FC-only one for audio spikes.
 
 The networks of the direct-training papers on (Fashion-)MNIST and the short hand-written baselines:
 ``convnet2`` (conv 32, 64 with 2×2 max-pooling, FC 256; the 2-conv spiking CNN many tutorials
@@ -6,7 +6,8 @@ train), ``plif_net`` (Fang et al., ICCV 2021, the PLIF paper's (Fashion-)MNIST n
 with pooling, dropout, FC 2048) and ``vgg_small`` (a VGG-style stack 64-64-M-128-128-M-256-256-M,
 FC 512). Unlike a ResNet's global mean, the readout keeps a small spatial map
 (``head_grid``×``head_grid``) of the last spikes, which is where most of the accuracy on 28×28
-images comes from (README, "Why the quickstart trained to 75 %").
+images comes from (README, "Why the quickstart trained to 75 %"). ``shd_mlp`` has no conv layers:
+spiking FC 256, 256 on the 700 channels of SHD's and SSC's frames ``[700, 1, 1]``.
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ class SpikingConvNet(nn.Module):
     """Spiking CNN: images ``[B, C, H, W]`` or frames ``[T, B, C, H, W]`` → per-step logits ``[T, B, classes]``.
 
     ``features`` lists conv3×3 + BN (shared over time) + neuron layers by their channels, with
-    ``"M"`` for 2×2 max-pooling of the spikes (ceil mode). The last spikes are average-pooled to
-    ``head_grid``×``head_grid`` (nothing to do when the map has that size already), flattened,
+    ``"M"`` for 2×2 max-pooling of the spikes (ceil mode); empty, the input itself goes on. The last
+    spikes are average-pooled to ``head_grid``×``head_grid`` (nothing to do when the map has that size already), flattened,
     passed through the spiking FC layers ``hidden`` (each after time-shared dropout) and a linear
     readout applied at every step. Static images are repeated ``time_steps`` times (direct encoding).
 
@@ -111,7 +112,7 @@ class SpikingConvNet(nn.Module):
         """
         Args:
             num_classes: number of output classes.
-            features: conv layers by output channels, "M" for 2×2 max-pooling (e.g. 32, M, 64, M).
+            features: conv layers by output channels, "M" for 2×2 max-pooling (e.g. 32, M, 64, M); empty for FC layers only.
             hidden: widths of the spiking FC layers between the conv layers and the readout.
             head_grid: side of the map the last spikes are average-pooled to before the first FC layer.
             dropout: time-shared dropout probability before every FC layer (PLIF: 0.5); 0 turns it off.
@@ -123,10 +124,13 @@ class SpikingConvNet(nn.Module):
         """
         super().__init__()
         convs = [spec for spec in features if spec != "M"]
-        if not convs or any(not isinstance(spec, int) or spec < 1 for spec in convs):
+        if (features and not convs) or any(not isinstance(spec, int) or spec < 1 for spec in convs):
             raise ConfigurationError(
-                f"features must list positive conv widths and 'M' for pooling, with at least one conv, got {list(features)}"
+                f"features must list positive conv widths and 'M' for pooling, with at least one conv, or be empty "
+                f"(FC layers only), got {list(features)}"
             )
+        if not convs and not hidden:
+            raise ConfigurationError("a network without conv layers needs spiking FC layers; set hidden, e.g. [256]")
         if any(width < 1 for width in hidden) or head_grid < 1 or width_multiplier <= 0:
             raise ConfigurationError(
                 f"hidden widths, head_grid and width_multiplier must be positive, got hidden={list(hidden)}, "
@@ -200,4 +204,5 @@ CONVNET_LAYOUTS: dict[str, dict[str, Any]] = {
     "convnet2": dict(features=(32, "M", 64, "M"), hidden=(256,), head_grid=7),
     "plif_net": dict(features=(128, "M", 128, "M"), hidden=(2048,), head_grid=7, dropout=0.5),
     "vgg_small": dict(features=(64, 64, "M", 128, 128, "M", 256, 256, "M"), hidden=(512,), head_grid=4),
+    "shd_mlp": dict(features=(), hidden=(256, 256), head_grid=1),
 }

@@ -49,7 +49,7 @@ class SNNClassifier(ClassifierModule):
     ) -> None:
         """
         Args:
-            arch: spiking network: ResNets resnet19/20 (CIFAR, DVS), resnet18/34 (ImageNet), resnet_mini (8×8 digits); plain CNNs for 28×28 and 32×32 images convnet2 (conv 32-64, FC 256), plif_net (PLIF paper: conv 128-128, FC 2048), vgg_small (64-64-128-128-256-256, FC 512).
+            arch: spiking network: ResNets resnet19/20 (CIFAR, DVS), resnet18/34 (ImageNet), resnet_mini (8×8 digits); plain CNNs for 28×28 and 32×32 images convnet2 (conv 32-64, FC 256), plif_net (PLIF paper: conv 128-128, FC 2048), vgg_small (64-64-128-128-256-256, FC 512); shd_mlp (spiking FC 256-256, no conv: SHD's and SSC's 700 audio channels).
             num_classes: number of classes; the CLI links it from ``data.num_classes``.
             in_channels: input channels; the CLI links it from ``data.in_channels``.
             time_steps: simulation steps T the network is built and trained with.
