@@ -8,7 +8,6 @@ wandb API key, the wandb loggers are sent offline (:func:`wandb_offline_without_
 
 from __future__ import annotations
 
-import importlib
 import netrc
 import os
 from collections.abc import Iterator
@@ -20,25 +19,17 @@ from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
+from snn_lightning.class_paths import class_at
 from snn_lightning.runs import RunFolder
 
 __all__ = ["place_outputs", "tag_wandb_runs", "wandb_offline_without_key"]
-
-
-def _class(class_path: str) -> type | None:
-    """Return the class at ``class_path`` (jsonargparse has imported it already), or None."""
-    module_name, _, name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError, ValueError):
-        return None
 
 
 def _instances(setting: Any, base: type) -> Iterator[Namespace]:
     """Yield the ``class_path``/``init_args`` entries of ``setting`` (one or a list) whose class derives from ``base``."""
     for entry in setting if isinstance(setting, list) else [setting]:
         if isinstance(entry, Namespace) and "class_path" in entry:
-            cls = _class(entry.class_path)
+            cls = class_at(entry.class_path)
             if cls is not None and issubclass(cls, base):
                 entry.init_args = entry.get("init_args") or Namespace()
                 yield entry
@@ -62,7 +53,7 @@ def place_outputs(config: Namespace, folder: Path, explicit: dict[str, Any], roo
         if "save_dir" not in given or save_dir is None or Path(save_dir).expanduser().absolute() in roots:
             logger.init_args.save_dir = str(folder)
             given.discard("save_dir")
-        cls = _class(logger.class_path)
+        cls = class_at(logger.class_path)
         if issubclass(cls, (CSVLogger, TensorBoardLogger)):  # metrics.csv / events straight in the run folder
             for key in {"name", "version"} - given:
                 logger.init_args[key] = ""

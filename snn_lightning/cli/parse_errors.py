@@ -13,6 +13,7 @@ from jsonargparse import ArgumentParser
 from jsonargparse._typehints import get_all_subclass_paths
 from lightning.pytorch.cli import LightningArgumentParser
 
+from snn_lightning.class_paths import class_at
 from snn_lightning.errors import ConfigurationError, user_error
 
 __all__ = ["SNNArgumentParser", "explain_parse_error"]
@@ -42,16 +43,6 @@ def _suggest(word: str, choices: Iterable[str] | Mapping[str, str]) -> str:
     if not close:
         return ""
     return f" (did you mean {choices[close[0]] if isinstance(choices, Mapping) else close[0]}?)"
-
-
-def _import_class(class_path: str) -> type | None:
-    """Return the class at ``class_path``, or None when it cannot be imported."""
-    module_name, _, class_name = class_path.rpartition(".")
-    try:
-        found = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError):
-        return None
-    return found if inspect.isclass(found) else None
 
 
 def _classes_near(class_path: str, bases: tuple[type, ...]) -> list[str]:
@@ -94,7 +85,7 @@ def _unknown_class(message: str) -> str | None:
     setting = ".init_args.".join(dict.fromkeys(re.findall(r'Parser key "([\w.]+)"', before))) or "class_path"
     subtypes = re.findall(r"Subtypes: \[(.*?)\]", before)
     bases = tuple(
-        cls for cls in map(_import_class, re.findall(r"<class '([\w.]+)'>", subtypes[-1] if subtypes else "")) if cls
+        cls for cls in map(class_at, re.findall(r"<class '([\w.]+)'>", subtypes[-1] if subtypes else "")) if cls
     )
     known = _classes_near(given, bases)
     by_name = {path.rpartition(".")[2]: path for path in reversed(known)}  # the first of a name wins
@@ -105,9 +96,10 @@ def _unknown_class(message: str) -> str | None:
 
 def _class_arguments(class_path: str) -> list[str]:
     """Return the init argument names of the class at ``class_path`` as jsonargparse sees them."""
-    module_name, _, class_name = class_path.rpartition(".")
-    try:  # the class the user's config named, which jsonargparse has imported already
-        cls = getattr(importlib.import_module(module_name), class_name)
+    cls = class_at(class_path)  # the class the user's config named, which jsonargparse has imported already
+    if cls is None:
+        return []
+    try:
         parser = ArgumentParser(exit_on_error=False)
         parser.add_class_arguments(cls, fail_untyped=False)
     except (ImportError, AttributeError, ValueError):
