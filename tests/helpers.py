@@ -30,6 +30,17 @@ ONE_BATCH_FIT = [
     "--trainer.enable_progress_bar",
     "false",
 ]
+# Two training batches and one validation batch of one epoch, of any config.
+TWO_BATCHES = [
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.limit_train_batches",
+    "2",
+    "--trainer.limit_val_batches",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+]
 # What SLURM sets in the one task of a one-task job (SLURMEnvironment detects it; the run folder is slurm_4242).
 SLURM_ONE_TASK = {
     "SLURM_JOB_ID": "4242",

@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 from conftest import REPO
-from helpers import run_main
+from helpers import TWO_BATCHES, run_main
 from test_callbacks import IMAGES, ConvLIFLinear, loader, trainer
 
 from snn_lightning.callbacks import PlotCallback, SpikeStats, record_layer
@@ -14,17 +14,6 @@ from snn_lightning.cli.main import main
 from snn_lightning.errors import ConfigurationError
 
 LIF_NODE = "spikingjelly.activation_based.neuron.LIFNode"
-# Two training batches and one validation batch of one epoch.
-TWO_BATCHES = [
-    "--trainer.max_epochs",
-    "1",
-    "--trainer.limit_train_batches",
-    "2",
-    "--trainer.limit_val_batches",
-    "1",
-    "--trainer.enable_progress_bar",
-    "false",
-]
 
 
 @pytest.fixture

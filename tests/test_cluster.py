@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import REPO
+from helpers import TWO_BATCHES
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 
 from snn_lightning.cli import SNNLightningCLI
@@ -152,14 +153,7 @@ def test_torchrun_trains_the_quickstart_with_two_cpu_processes(tmp_path):
         "2",
         "--model.width_multiplier",
         "0.25",
-        "--trainer.max_epochs",
-        "1",
-        "--trainer.limit_train_batches",
-        "2",
-        "--trainer.limit_val_batches",
-        "1",
-        "--trainer.enable_progress_bar",
-        "false",
+        *TWO_BATCHES,
     ]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

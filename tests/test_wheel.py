@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from helpers import TWO_BATCHES
 
 from snn_lightning.cli.shipped_configs import shipped_config_names, with_shipped_configs
 
@@ -65,15 +66,7 @@ def test_the_wheel_runs_a_shipped_config_by_name_from_an_empty_folder(tmp_path):
         [bin_dir / "python", "-c", "import snn_lightning; print(snn_lightning.__file__)"], cwd=empty, text=True
     )
     assert installed.startswith(str(tmp_path / "venv")), installed
-    fit = [bin_dir / "snn-lightning", "fit", "--config", "quickstart", "--trainer.max_epochs", "1"]
-    fit += [
-        "--trainer.limit_train_batches",
-        "2",
-        "--trainer.limit_val_batches",
-        "1",
-        "--trainer.enable_progress_bar",
-        "false",
-    ]
+    fit = [bin_dir / "snn-lightning", "fit", "--config", "quickstart", *TWO_BATCHES]
     result = subprocess.run(fit, cwd=empty, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((empty / "logs" / "quickstart").glob("version_0/checkpoints/*.ckpt"))
